@@ -1,0 +1,122 @@
+"""Checks on the caller's arguments, done before anything is sent.
+
+Each raises :class:`InvalidArgumentError` (a ``ValueError``) naming the argument.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from typing import TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from ._exceptions import InvalidArgumentError
+from .fql import Filter, check_filter
+
+__all__ = [
+    "build_model",
+    "check_limit",
+    "check_offset",
+    "check_sort",
+    "check_text",
+    "normalize_filter",
+    "normalize_ids",
+]
+
+MAX_LIMIT = 500
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def check_text(argument: str, value: object) -> str:
+    """A required, non-empty string."""
+    if not isinstance(value, str):
+        raise InvalidArgumentError(argument, f"expected a string, got {type(value).__name__}")
+    if not value.strip():
+        raise InvalidArgumentError(argument, "must not be empty")
+    return value
+
+
+def check_limit(limit: object) -> int | None:
+    """``limit`` is an integer in 1..500 (the spec's range)."""
+    if limit is None:
+        return None
+    if isinstance(limit, bool) or not isinstance(limit, int):
+        raise InvalidArgumentError("limit", f"expected an integer, got {type(limit).__name__}")
+    if not 1 <= limit <= MAX_LIMIT:
+        raise InvalidArgumentError("limit", f"must be between 1 and {MAX_LIMIT}, got {limit}")
+    return limit
+
+
+def check_offset(offset: object) -> int | None:
+    """``offset`` is a non-negative integer (a string of digits is accepted, as FalconPy)."""
+    if offset is None:
+        return None
+    if isinstance(offset, str) and offset.strip().isdigit():
+        return int(offset)
+    if isinstance(offset, bool) or not isinstance(offset, int):
+        raise InvalidArgumentError("offset", f"expected an integer, got {offset!r}")
+    if offset < 0:
+        raise InvalidArgumentError("offset", f"must not be negative, got {offset}")
+    return offset
+
+
+def check_sort(sort: object, allowed: Collection[str], *, strict: bool) -> str | None:
+    """``sort`` is one of the spec's values; ``field|asc`` (FalconPy style) is accepted too."""
+    if sort is None:
+        return None
+    text = check_text("sort", sort).strip()
+    normalized = text.replace("|", ".")
+    if strict and normalized not in allowed:
+        raise InvalidArgumentError(
+            "sort", f"{text!r} is not one of the spec's values: {', '.join(sorted(allowed))}"
+        )
+    return normalized
+
+
+def normalize_filter(value: object) -> str | None:
+    """A filter string or :class:`falcon_mc.fql.Filter`, syntax-checked."""
+    if value is None:
+        return None
+    if isinstance(value, Filter):
+        text = str(value)
+    elif isinstance(value, str):
+        text = value
+    else:
+        raise InvalidArgumentError("filter", f"expected a string or fql.Filter, got {value!r}")
+    check_filter(text)
+    return text
+
+
+def normalize_ids(ids: object, *, argument: str = "ids") -> list[str]:
+    """A list of ids, or a comma-separated string; duplicates removed, order kept."""
+    if isinstance(ids, str):
+        items = [part.strip() for part in ids.split(",")]
+        items = [item for item in items if item]
+    elif isinstance(ids, Sequence | Collection) and not isinstance(ids, bytes | Mapping):
+        items = []
+        for item in ids:
+            if not isinstance(item, str) or not item.strip():
+                raise InvalidArgumentError(argument, f"every id must be a non-empty string: {item!r}")
+            items.append(item.strip())
+    else:
+        raise InvalidArgumentError(
+            argument, f"expected a list of ids or a comma-separated string, got {ids!r}"
+        )
+    if not items:
+        raise InvalidArgumentError(argument, "at least one id is required")
+    return list(dict.fromkeys(items))
+
+
+def build_model(argument: str, model: type[M], data: object) -> M:
+    """Validate ``data`` (a mapping or model) into ``model``; problems become InvalidArgumentError."""
+    if isinstance(data, model):
+        return data
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise InvalidArgumentError(
+            f"{argument}.{where}" if where else argument, first["msg"]
+        ) from None

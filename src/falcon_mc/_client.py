@@ -1,0 +1,759 @@
+"""``AsyncMessageCenter``: configuration, lifecycle, and the 11 operations as thin methods.
+
+Every operation builds its request here (arguments checked first, nothing sent on bad input) and
+hands it to the one request pipeline (:mod:`falcon_mc._pipeline`).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import warnings
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any, Self, TypeVar, cast
+
+import anyio
+import httpx
+from pydantic import BaseModel, SecretStr, TypeAdapter
+
+from . import _operations as ops
+from ._args import (
+    build_model,
+    check_limit,
+    check_offset,
+    check_sort,
+    check_text,
+    normalize_filter,
+    normalize_ids,
+)
+from ._auth import TokenManager
+from ._cloud import Cloud, resolve_base_url
+from ._exceptions import APIStatusError, InvalidArgumentError, NotFoundError
+from ._filenames import (
+    UPLOAD_MAX_BYTES,
+    check_upload_size,
+    guess_upload_content_type,
+    validate_upload_filename,
+)
+from ._pagination import AsyncPaginator
+from ._pipeline import Operation, Options, Pipeline, RequestBody
+from ._ratelimit import RateLimitGate
+from ._retry import RetryPolicy
+from ._streaming import AttachmentDownload, FileSource, MultipartUpload
+from .fql import ACTIVITY_SORT_VALUES, CASE_SORT_VALUES, Filter
+from .models import (
+    ActivityCreationRequest,
+    AffectedEntity,
+    AggregateQuery,
+    AggregationResult,
+    Attachment,
+    Case,
+    CaseActivity,
+    CaseCreationRequest,
+    CaseCreationRequestV2,
+    CaseUpdateRequest,
+    EntityRef,
+    Envelope,
+    ErrorDetail,
+    IdPage,
+    RateLimit,
+    validate_aggregate_depth,
+)
+
+__all__ = ["AsyncMessageCenter"]
+
+T = TypeVar("T")
+
+DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+DEFAULT_MAX_CONCURRENCY = 16
+DEFAULT_MAX_IDS_PER_REQUEST = 500
+
+_IDS: TypeAdapter[Envelope[str]] = TypeAdapter(Envelope[str])
+_CASES: TypeAdapter[Envelope[Case]] = TypeAdapter(Envelope[Case])
+_ACTIVITIES: TypeAdapter[Envelope[CaseActivity]] = TypeAdapter(Envelope[CaseActivity])
+_AFFECTED: TypeAdapter[Envelope[AffectedEntity]] = TypeAdapter(Envelope[AffectedEntity])
+_AGGREGATES: TypeAdapter[Envelope[AggregationResult]] = TypeAdapter(Envelope[AggregationResult])
+_ATTACHMENTS: TypeAdapter[Envelope[Attachment]] = TypeAdapter(Envelope[Attachment])
+_META_ONLY: TypeAdapter[Envelope[None]] = TypeAdapter(Envelope[None])
+
+Refs = Sequence[EntityRef | Mapping[str, Any]]
+Payload = Mapping[str, Any] | BaseModel
+
+
+def _dump(model: BaseModel) -> dict[str, Any]:
+    return model.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+class AsyncMessageCenter:
+    """Async client for the CrowdStrike Falcon Message Center API.
+
+    Credentials come from the arguments or from ``FALCON_CLIENT_ID`` / ``FALCON_CLIENT_SECRET``.
+    One instance is meant to be shared by every task of a service; close it with
+    ``await mc.aclose()`` or use it as an async context manager.
+
+    Example::
+
+        async with AsyncMessageCenter(base_url=Cloud.US2) as mc:
+            page = await mc.query_cases(filter="case.status:'open'", limit=10)
+            cases = await mc.get_cases(page.ids)
+            for case in cases.resources:
+                print(case.id, case.title)
+    """
+
+    def __init__(
+        self,
+        *,
+        client_id: str | None = None,
+        client_secret: str | SecretStr | None = None,
+        base_url: str | Cloud = Cloud.US1,
+        member_cid: str | None = None,
+        timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
+        max_retries: int = 3,
+        retry_base_delay: float = 0.5,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        max_ids_per_request: int = DEFAULT_MAX_IDS_PER_REQUEST,
+        max_attachment_bytes: int = UPLOAD_MAX_BYTES,
+        strict_sort: bool = True,
+        http2: bool = False,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        client_id = client_id or os.environ.get("FALCON_CLIENT_ID")
+        secret = client_secret or os.environ.get("FALCON_CLIENT_SECRET")
+        if not client_id:
+            raise InvalidArgumentError(
+                "client_id", "pass client_id= or set FALCON_CLIENT_ID in the environment"
+            )
+        if not secret:
+            raise InvalidArgumentError(
+                "client_secret", "pass client_secret= or set FALCON_CLIENT_SECRET in the environment"
+            )
+        for name, value in (("max_concurrency", max_concurrency),
+                            ("max_ids_per_request", max_ids_per_request)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InvalidArgumentError(name, f"must be a positive integer, got {value!r}")
+        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+            raise InvalidArgumentError("max_retries", f"must be >= 0, got {max_retries!r}")
+        url, autodiscover = resolve_base_url(base_url)
+        self._client_id = client_id
+        self._max_concurrency = max_concurrency
+        self._max_ids = max_ids_per_request
+        self._max_attachment_bytes = max_attachment_bytes
+        self._strict_sort = strict_sort
+        self._options = Options(
+            timeout=timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout),
+            policy=RetryPolicy(max_retries=max_retries, base_delay=retry_base_delay),
+        )
+        http = httpx.AsyncClient(
+            base_url=url,
+            transport=transport,
+            http2=http2,
+            timeout=self._options.timeout,
+            limits=httpx.Limits(
+                max_connections=max_concurrency + 4,
+                max_keepalive_connections=max_concurrency + 4,
+            ),
+            follow_redirects=False,
+        )
+        auth = TokenManager(
+            http=http,
+            client_id=client_id,
+            client_secret=secret if isinstance(secret, SecretStr) else SecretStr(secret),
+            member_cid=member_cid,
+            autodiscover=autodiscover,
+            policy=self._options.policy,
+        )
+        self._pipeline = Pipeline(
+            http=http,
+            auth=auth,
+            gate=RateLimitGate(low_water=max_concurrency),
+            limiter=anyio.CapacityLimiter(max_concurrency),
+        )
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def __repr__(self) -> str:
+        return (
+            f"AsyncMessageCenter(base_url={str(self._pipeline.http.base_url)!r}, "
+            f"client_id={self._client_id!r}, max_concurrency={self._max_concurrency})"
+        )
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Revoke the token (best effort, never raises) and close the connection pool."""
+        with anyio.CancelScope(shield=True):
+            await self._pipeline.auth.revoke()
+            await self._pipeline.http.aclose()
+
+    def with_options(
+        self,
+        *,
+        timeout: float | httpx.Timeout | None = None,
+        max_retries: int | None = None,
+    ) -> AsyncMessageCenter:
+        """A view of this client with other timeouts or retries; it shares the pool and token.
+
+        Example::
+
+            fast = mc.with_options(timeout=5, max_retries=0)
+            await fast.get_cases(ids)
+        """
+        clone = copy.copy(self)
+        policy = self._options.policy
+        if max_retries is not None:
+            if isinstance(max_retries, bool) or max_retries < 0:
+                raise InvalidArgumentError("max_retries", f"must be >= 0, got {max_retries!r}")
+            policy = RetryPolicy(max_retries=max_retries, base_delay=policy.base_delay)
+        new_timeout = self._options.timeout
+        if timeout is not None:
+            new_timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
+        clone._options = Options(timeout=new_timeout, policy=policy)
+        return clone
+
+    @property
+    def rate_limit(self) -> RateLimit | None:
+        """The last ``X-RateLimit-*`` snapshot seen, or ``None`` before the first reply."""
+        return self._pipeline.gate.snapshot
+
+    @property
+    def base_url(self) -> str:
+        """The API base URL in use (after cloud autodiscovery, if any)."""
+        return str(self._pipeline.http.base_url).rstrip("/")
+
+    # -- queries --------------------------------------------------------------------------------
+
+    def query_cases(
+        self,
+        *,
+        filter: str | Filter | None = None,
+        sort: str | None = None,
+        limit: int | None = None,
+        offset: int | str | None = None,
+    ) -> AsyncPaginator:
+        """Case ids matching an FQL filter (``QueryCasesIdsByFilter``).
+
+        ``await`` the result for one page (:class:`IdPage`), or ``async for`` it for every id.
+
+        Example::
+
+            page = await mc.query_cases(filter="case.status:'open'", sort="case.created_time.desc")
+            async for case_id in mc.query_cases(filter=fql.eq("case.type", "fc:contact")):
+                ...
+        """
+        params = self._query_params(filter, sort, limit, offset, CASE_SORT_VALUES)
+        return self._paginate(ops.QUERY_CASES, params, limit, offset)
+
+    def query_activities(
+        self,
+        *,
+        case_id: str,
+        filter: str | Filter | None = None,
+        sort: str | None = None,
+        limit: int | None = None,
+        offset: int | str | None = None,
+    ) -> AsyncPaginator:
+        """Activity ids of one case (``QueryActivityByCaseID``).
+
+        Example::
+
+            page = await mc.query_activities(case_id=case_id, sort="activity.created_time.asc")
+        """
+        params = self._query_params(filter, sort, limit, offset, ACTIVITY_SORT_VALUES)
+        params["case_id"] = check_text("case_id", case_id)
+        return self._paginate(ops.QUERY_ACTIVITIES, params, limit, offset)
+
+    def _query_params(
+        self,
+        filter: object,
+        sort: object,
+        limit: object,
+        offset: object,
+        sorts: frozenset[str],
+    ) -> dict[str, str | int]:
+        params: dict[str, str | int] = {}
+        check_limit(limit)
+        check_offset(offset)
+        if (text := normalize_filter(filter)) is not None:
+            params["filter"] = text
+        if (order := check_sort(sort, sorts, strict=self._strict_sort)) is not None:
+            params["sort"] = order
+        return params
+
+    def _paginate(
+        self,
+        op: Operation,
+        params: dict[str, str | int],
+        limit: int | None,
+        offset: int | str | None,
+    ) -> AsyncPaginator:
+        async def fetch(page_offset: int, page_limit: int | None) -> IdPage:
+            query = dict(params)
+            if page_limit is not None:
+                query["limit"] = page_limit
+            if page_offset or offset is not None:
+                query["offset"] = page_offset
+            envelope = await self._pipeline.call(op, self._options, _IDS, params=query)
+            page = IdPage.from_envelope(envelope)
+            if envelope.meta.pagination is None:  # no paging info: trust the offset we asked
+                page.offset = page_offset
+            return page
+
+        return AsyncPaginator(
+            fetch,
+            offset=check_offset(offset),
+            limit=check_limit(limit),
+            concurrency=self._max_concurrency,
+        )
+
+    # -- gets -----------------------------------------------------------------------------------
+
+    async def get_cases(
+        self, ids: str | Sequence[str] | None = None, *, body: Payload | None = None
+    ) -> Envelope[Case]:
+        """Cases by id (``GetCaseEntitiesByIDs``), any number of ids.
+
+        Ids are split into batches of ``max_ids_per_request`` fetched concurrently; results come
+        in the order asked, duplicates fetched once; ids not found are listed in ``errors``.
+
+        Example::
+
+            envelope = await mc.get_cases("id1,id2")
+            for case in envelope.resources:
+                print(case.title, case.status)
+        """
+        wanted = self._ids_argument(ids, body)
+        return await self._get_by_ids(ops.GET_CASES, _CASES, wanted, lambda c: c.id)
+
+    async def get_case_activity(
+        self, ids: str | Sequence[str] | None = None, *, body: Payload | None = None
+    ) -> Envelope[CaseActivity]:
+        """Activities by id (``GetCaseActivityByIds``), batched and concurrent as ``get_cases``.
+
+        Example::
+
+            page = await mc.query_activities(case_id=case_id)
+            activities = await mc.get_case_activity(page.ids)
+        """
+        wanted = self._ids_argument(ids, body)
+        return await self._get_by_ids(ops.GET_CASE_ACTIVITY, _ACTIVITIES, wanted, lambda a: a.id)
+
+    @staticmethod
+    def _ids_argument(ids: object, body: Payload | None) -> list[str]:
+        if body is not None:
+            if ids is not None:
+                raise InvalidArgumentError("body", "pass either ids or body, not both")
+            raw = body.model_dump() if isinstance(body, BaseModel) else body
+            return normalize_ids(raw.get("ids"), argument="body.ids")
+        return normalize_ids(ids)
+
+    async def _get_by_ids(
+        self,
+        op: Operation,
+        adapter: TypeAdapter[Envelope[T]],
+        ids: list[str],
+        key: Any,
+    ) -> Envelope[T]:
+        batches = [ids[i : i + self._max_ids] for i in range(0, len(ids), self._max_ids)]
+        results: list[Envelope[T] | None] = [None] * len(batches)
+
+        async def fetch(index: int, batch: list[str]) -> None:
+            envelope: Envelope[T]
+            try:
+                envelope = await self._pipeline.call(
+                    op, self._options, adapter, json_body={"ids": batch}
+                )
+            except NotFoundError as exc:  # none of the batch exists: not an error for a bulk get
+                envelope = adapter.validate_python({"meta": {"trace_id": exc.trace_id}})
+                envelope.errors = exc.errors or [
+                    ErrorDetail(code=404, message=f"{item} not found", id=item) for item in batch
+                ]
+            results[index] = envelope
+
+        if len(batches) == 1:
+            await fetch(0, batches[0])
+        else:
+            async with anyio.create_task_group() as tg:
+                for index, batch in enumerate(batches):
+                    tg.start_soon(fetch, index, batch)
+        envelopes = [env for env in results if env is not None]
+        by_id: dict[str, T] = {}
+        errors: list[ErrorDetail] = []
+        for env in envelopes:
+            errors.extend(env.errors)
+            for item in env.resources:
+                by_id.setdefault(str(key(item)), item)
+        merged = envelopes[0]
+        merged.resources = [by_id[i] for i in ids if i in by_id]
+        merged.errors = errors
+        return merged
+
+    # -- aggregates -----------------------------------------------------------------------------
+
+    async def aggregate_cases(
+        self,
+        *queries: AggregateQuery | Mapping[str, Any],
+        body: Sequence[AggregateQuery | Mapping[str, Any]] | None = None,
+        **query: Any,
+    ) -> Envelope[AggregationResult]:
+        """Aggregate cases (``AggregateCases``): one result per query, with buckets.
+
+        Pass :class:`AggregateQuery` objects or dicts, a raw ``body=`` list, or FalconPy-style
+        keywords for a single query.
+
+        Example::
+
+            result = await mc.aggregate_cases(
+                AggregateQuery(name="by_status", type="terms", field="case.status", size=10)
+            )
+            for bucket in result.resources[0].buckets:
+                print(bucket.label, bucket.count)
+        """
+        items: list[AggregateQuery | Mapping[str, Any]] = list(queries)
+        if body is not None:
+            items.extend(body)
+        if query:
+            items.append(query)
+        if not items:
+            raise InvalidArgumentError("queries", "at least one aggregate query is required")
+        payload = []
+        for item in items:
+            model = build_model("queries", AggregateQuery, item)
+            validate_aggregate_depth(model)
+            payload.append(_dump(model))
+        return await self._pipeline.call(
+            ops.AGGREGATE_CASES, self._options, _AGGREGATES, json_body=payload
+        )
+
+    # -- writes ---------------------------------------------------------------------------------
+
+    async def create_case(
+        self,
+        *,
+        content: str | None = None,
+        title: str | None = None,
+        type: str | None = None,
+        user_uuid: str | None = None,
+        detections: Refs = (),
+        incidents: Refs = (),
+        body: Payload | None = None,
+    ) -> Envelope[AffectedEntity]:
+        """Create a case with the legacy v1 route (``CreateCase``).
+
+        Removed from CrowdStrike's current spec; kept for older tenants. Emits a
+        ``DeprecationWarning``: prefer :meth:`create_case_v2`.
+
+        Example::
+
+            created = await mc.create_case(content="...", title="...", type="fc:contact",
+                                           user_uuid=user)
+        """
+        warnings.warn(
+            "CreateCase (v1) was removed from CrowdStrike's current API; use create_case_v2",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        request = body if body is not None else {
+            "body": content, "title": title, "type": type, "user_uuid": user_uuid,
+            "detections": list(detections), "incidents": list(incidents),
+        }
+        model = build_model("body", CaseCreationRequest, request)
+        self._check_fields(model, "body", "title", "type", "user_uuid")
+        return await self._write(ops.CREATE_CASE, _AFFECTED, _dump(model))
+
+    async def create_case_v2(
+        self,
+        *,
+        content: str | None = None,
+        title: str | None = None,
+        type: str | None = None,
+        user_uuid: str | None = None,
+        detections: Refs = (),
+        incidents: Refs = (),
+        malware_submission_id: str | None = None,
+        recon_rule_type: str | None = None,
+        body: Payload | None = None,
+    ) -> Envelope[AffectedEntity]:
+        """Create a case (``CreateCaseV2``); ``resources[0].id`` is the new case's id.
+
+        Example::
+
+            created = await mc.create_case_v2(
+                content="Please review this detection", title="Suspicious PowerShell",
+                type="fc:detection-support", user_uuid=user,
+                detections=[{"id": "ldt:...", "product": "epp", "url": "https://..."}],
+            )
+            case_id = created.resources[0].id
+        """
+        request: Payload
+        if body is not None:
+            request = body
+        else:
+            request = {
+                "body": content, "title": title, "type": type, "user_uuid": user_uuid,
+                "detections": list(detections), "incidents": list(incidents),
+                "malware_submission_id": malware_submission_id or "",
+                "recon_rule_type": recon_rule_type or "",
+            }
+        model = build_model("body", CaseCreationRequestV2, request)
+        self._check_fields(model, "body", "title", "type")
+        return await self._write(ops.CREATE_CASE_V2, _AFFECTED, _dump(model))
+
+    async def update_case(
+        self,
+        *,
+        id: str | None = None,
+        content: str | None = None,
+        detections: Refs = (),
+        incidents: Refs = (),
+        body: Payload | None = None,
+    ) -> Envelope[AffectedEntity]:
+        """Update a case's body, detections and incidents with the legacy ``UpdateCase`` route.
+
+        Removed from CrowdStrike's current spec; emits a ``DeprecationWarning``.
+
+        Example::
+
+            await mc.update_case(id=case_id, content="new text")
+        """
+        warnings.warn(
+            "UpdateCase was removed from CrowdStrike's current API; older tenants only",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        request = body if body is not None else {
+            "id": id, "body": content if content is not None else "",
+            "detections": list(detections), "incidents": list(incidents),
+        }
+        model = build_model("body", CaseUpdateRequest, request)
+        self._check_fields(model, "id")
+        return await self._write(ops.UPDATE_CASE, _AFFECTED, _dump(model))
+
+    async def add_case_activity(
+        self,
+        *,
+        case_id: str | None = None,
+        content: str | None = None,
+        user_uuid: str | None = None,
+        type: str = "comment",
+        body: Payload | None = None,
+    ) -> Envelope[None]:
+        """Add a comment to a case (``CaseAddActivity``). The reply carries no activity id.
+
+        Example::
+
+            await mc.add_case_activity(case_id=case_id, content="Looking into it", user_uuid=user)
+        """
+        request = body if body is not None else {
+            "case_id": case_id, "body": content, "user_uuid": user_uuid, "type": type,
+        }
+        model = build_model("body", ActivityCreationRequest, request)
+        self._check_fields(model, "case_id", "body", "user_uuid")
+        if model.type != "comment":
+            raise InvalidArgumentError(
+                "type", f"only 'comment' activities can be added through the API, got {model.type!r}"
+            )
+        return await self._write(ops.ADD_CASE_ACTIVITY, _META_ONLY, _dump(model))
+
+    @staticmethod
+    def _check_fields(model: BaseModel, *names: str) -> None:
+        for name in names:
+            check_text(name if name != "body" else "content", getattr(model, name))
+
+    async def _write(
+        self, op: Operation, adapter: TypeAdapter[Envelope[T]], payload: object
+    ) -> Envelope[T]:
+        envelope = await self._pipeline.call(op, self._options, adapter, json_body=payload)
+        return self._raise_for_errors(op, envelope)
+
+    @staticmethod
+    def _raise_for_errors(op: Operation, envelope: Envelope[T]) -> Envelope[T]:
+        """A 2xx write reply that lists errors and reports nothing done is a failure."""
+        if envelope.errors and not envelope.resources:
+            raise APIStatusError(
+                f"{op.id}: the server reported errors: "
+                + "; ".join(e.message or str(e.code) for e in envelope.errors),
+                status_code=200,
+                errors=envelope.errors,
+                trace_id=envelope.meta.trace_id,
+                may_have_been_applied=False,
+            )
+        return envelope
+
+    # -- attachments ----------------------------------------------------------------------------
+
+    async def add_case_attachment(
+        self,
+        *,
+        case_id: str,
+        user_uuid: str,
+        file_data: bytes | None = None,
+        path: str | os.PathLike[str] | None = None,
+        file: IO[bytes] | None = None,
+        filename: str | None = None,
+        content_type: str | None = None,
+    ) -> Envelope[Attachment]:
+        """Upload an attachment (``CaseAddAttachment``) from bytes, a path or a binary file.
+
+        Files are streamed from disk in chunks; the spec's rules are checked first (at most
+        15 MB; name ``[A-Za-z0-9_-]`` first, then ``[A-Za-z0-9-_. ]``, at most 255 characters;
+        png, bmp, jpg, jpeg, gif, pdf, doc, docx, xls, xlsx, pptx, txt, csv).
+
+        Example::
+
+            uploaded = await mc.add_case_attachment(case_id=case_id, user_uuid=user,
+                                                    path="evidence/report.pdf")
+            print(uploaded.resources[0].id)
+        """
+        check_text("case_id", case_id)
+        check_text("user_uuid", user_uuid)
+        source, name = await self._file_source(file_data, path, file, filename)
+        validate_upload_filename(name)
+        check_upload_size(source.size, self._max_attachment_bytes)
+        media = content_type or guess_upload_content_type(name)
+
+        async def build() -> RequestBody:
+            return MultipartUpload(
+                fields={"case_id": case_id, "user_uuid": user_uuid},
+                file_field="file",
+                filename=name,
+                content_type=media,
+                source=source,
+            ).request_body()
+
+        envelope = await self._pipeline.call(
+            ops.ADD_CASE_ATTACHMENT, self._options, _ATTACHMENTS, body=build
+        )
+        return self._raise_for_errors(ops.ADD_CASE_ATTACHMENT, envelope)
+
+    @staticmethod
+    async def _file_source(
+        file_data: bytes | None,
+        path: str | os.PathLike[str] | None,
+        file: IO[bytes] | None,
+        filename: str | None,
+    ) -> tuple[FileSource, str]:
+        given = [v is not None for v in (file_data, path, file)]
+        if sum(given) != 1:
+            raise InvalidArgumentError("file_data", "pass exactly one of file_data, path or file")
+        if file_data is not None:
+            if not isinstance(file_data, bytes | bytearray | memoryview):
+                raise InvalidArgumentError("file_data", "expected bytes")
+            data = bytes(file_data)
+            if filename is None:
+                raise InvalidArgumentError("filename", "required when uploading bytes")
+            return FileSource(data=data, path=None, file=None, size=len(data)), filename
+        if path is not None:
+            location = Path(path)
+            apath = anyio.Path(location)
+            if not await apath.is_file():
+                raise InvalidArgumentError("path", f"no such file: {location}")
+            size = (await apath.stat()).st_size
+            return FileSource(data=None, path=location, file=None, size=size), (
+                filename or location.name
+            )
+        assert file is not None
+        name = filename or Path(str(getattr(file, "name", ""))).name
+        if not name:
+            raise InvalidArgumentError("filename", "required when the file object has no name")
+        if "b" not in getattr(file, "mode", "b"):
+            raise InvalidArgumentError("file", "open the file in binary mode ('rb')")
+        if file.seekable():
+            start = file.tell()
+            size = await anyio.to_thread.run_sync(file.seek, 0, os.SEEK_END) - start
+            await anyio.to_thread.run_sync(file.seek, start)
+            return FileSource(data=None, path=None, file=cast(Any, file), size=size), name
+        data = await anyio.to_thread.run_sync(file.read)
+        return FileSource(data=data, path=None, file=None, size=len(data)), name
+
+    def download_case_attachment(self, id: str) -> AbstractAsyncContextManager[AttachmentDownload]:
+        """Stream an attachment (``CaseDownloadAttachment``): an async context manager.
+
+        The connection is released when the block ends, also on error or cancellation.
+
+        Example::
+
+            async with mc.download_case_attachment(attachment_id) as download:
+                path = await download.save("downloads/")
+        """
+        attachment_id = check_text("id", id)
+        return self._download(attachment_id)
+
+    @asynccontextmanager
+    async def _download(self, attachment_id: str) -> AsyncIterator[AttachmentDownload]:
+        async with self._pipeline.stream(
+            ops.DOWNLOAD_CASE_ATTACHMENT, self._options, params={"id": attachment_id}
+        ) as response:
+            yield AttachmentDownload(response, attachment_id)
+
+    # -- bulk iteration -------------------------------------------------------------------------
+
+    async def iter_cases(
+        self,
+        *,
+        filter: str | Filter | None = None,
+        sort: str | None = None,
+        window: int | None = None,
+    ) -> AsyncIterator[Case]:
+        """Every case matching ``filter``, in query order, fetched concurrently.
+
+        Ids are paged and entities fetched in batches, at most ``window`` cases in memory
+        (default ``max_ids_per_request * max_concurrency``).
+
+        Example::
+
+            async for case in mc.iter_cases(filter="case.status:'open'"):
+                print(case.id, case.title)
+        """
+        paginator = self.query_cases(filter=filter, sort=sort, limit=500)
+        async for case in self._iter_entities(paginator, self.get_cases, window):
+            yield case
+
+    async def iter_activities(
+        self,
+        *,
+        case_id: str,
+        filter: str | Filter | None = None,
+        sort: str | None = None,
+        window: int | None = None,
+    ) -> AsyncIterator[CaseActivity]:
+        """Every activity of a case, in query order (see :meth:`iter_cases`).
+
+        Example::
+
+            async for activity in mc.iter_activities(case_id=case_id):
+                print(activity.created_by.display_name if activity.created_by else "", activity.body)
+        """
+        paginator = self.query_activities(case_id=case_id, filter=filter, sort=sort, limit=500)
+        async for activity in self._iter_entities(paginator, self.get_case_activity, window):
+            yield activity
+
+    async def _iter_entities(
+        self, paginator: AsyncPaginator, get: Any, window: int | None
+    ) -> AsyncIterator[Any]:
+        size = window or self._max_ids * self._max_concurrency
+        if size < 1:
+            raise InvalidArgumentError("window", f"must be positive, got {size}")
+        buffer: list[str] = []
+        async for item_id in paginator:
+            buffer.append(item_id)
+            if len(buffer) >= size:
+                envelope = await get(buffer)
+                buffer = []
+                for entity in envelope.resources:
+                    yield entity
+        if buffer:
+            envelope = await get(buffer)
+            for entity in envelope.resources:
+                yield entity

@@ -1,0 +1,94 @@
+"""``AsyncPaginator``: ``await`` it for one page of ids, ``async for`` it for every id.
+
+After the first page, once ``total`` is known, the remaining pages are fetched concurrently in
+waves (at most ``concurrency`` pages at a time), and their ids are yielded in query order. A server
+that does not advance (an empty page before ``total``, a page that repeats the offset) ends the
+walk instead of looping forever. No task group is open while the iterator yields, so breaking
+out of ``async for`` early is safe.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator
+
+import anyio
+
+from .models import IdPage
+
+__all__ = ["AsyncPaginator"]
+
+PageFetcher = Callable[[int, int | None], Awaitable[IdPage]]
+
+
+class AsyncPaginator:
+    """Pages of ids from a query (``query_cases``, ``query_activities``).
+
+    Example::
+
+        page = await mc.query_cases(filter="case.status:'open'", limit=100)
+        print(page.total, page.ids)
+
+        async for case_id in mc.query_cases(filter="case.status:'open'"):
+            ...
+    """
+
+    def __init__(
+        self,
+        fetch: PageFetcher,
+        *,
+        offset: int | None,
+        limit: int | None,
+        concurrency: int,
+        page_size: int = 500,
+    ) -> None:
+        self._fetch = fetch
+        self._offset = offset
+        self._limit = limit
+        self._concurrency = max(1, concurrency)
+        self._page_size = page_size
+
+    def __await__(self) -> Generator[object, None, IdPage]:
+        return self._fetch(self._offset or 0, self._limit).__await__()
+
+    async def pages(self) -> AsyncIterator[IdPage]:
+        """Every page in order, starting at ``offset``."""
+        limit = self._limit or self._page_size
+        first = await self._fetch(self._offset or 0, limit)
+        yield first
+        if first.total is None or not first.ids:
+            async for page in self._sequential(first, limit):
+                yield page
+            return
+        step = len(first.ids)
+        offsets = list(range(first.offset + step, first.total, step))
+        for start in range(0, len(offsets), self._concurrency):
+            wave = offsets[start : start + self._concurrency]
+            for off, result in zip(wave, await self._fetch_wave(wave, step), strict=True):
+                if not result.ids or result.offset != off:
+                    return  # the server stopped advancing
+                yield result
+
+    async def _fetch_wave(self, offsets: list[int], limit: int) -> list[IdPage]:
+        """Fetch several pages at once; results in the order of ``offsets``."""
+        results: dict[int, IdPage] = {}
+
+        async def fetch_one(off: int) -> None:
+            results[off] = await self._fetch(off, limit)
+
+        async with anyio.create_task_group() as tg:
+            for off in offsets:
+                tg.start_soon(fetch_one, off)
+        return [results[off] for off in offsets]
+
+    async def _sequential(self, page: IdPage, limit: int) -> AsyncIterator[IdPage]:
+        """Walk by ``next_offset`` when the server gives no total."""
+        while page.next_offset is not None and page.next_offset > page.offset:
+            page = await self._fetch(page.next_offset, limit)
+            if not page.ids:
+                return
+            yield page
+
+    async def __aiter__(self) -> AsyncIterator[str]:
+        async for page in self.pages():
+            for item in page.ids:
+                yield item

@@ -1,0 +1,335 @@
+"""THE request path. Every operation of the client goes through :class:`Pipeline`.
+
+limiter -> rate-limit gate -> token -> send -> record rate limit -> classify ->
+retry or raise -> parse the envelope straight from the raw bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import TypeVar
+
+import anyio
+import httpx
+from pydantic import TypeAdapter, ValidationError
+
+from ._auth import TokenManager
+from ._exceptions import (
+    APIConnectionError,
+    APIError,
+    APIResponseValidationError,
+    APIStatusError,
+    APITimeoutError,
+    RateLimitError,
+    status_error_class,
+)
+from ._log import logger
+from ._ratelimit import RateLimitGate
+from ._retry import Failure, RetryPolicy, should_retry
+from ._version import __version__
+from .models import Envelope, ErrorDetail, RateLimit, parse_retry_after
+
+__all__ = ["Operation", "Options", "Pipeline", "RequestBody"]
+
+E = TypeVar("E")
+
+USER_AGENT = f"falcon-mc/{__version__}"
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One Message Center operation: its spec operationId, method, route and idempotency."""
+
+    id: str
+    method: str
+    path: str
+    idempotent: bool
+
+
+@dataclass(frozen=True)
+class Options:
+    """Per-call settings: timeouts and retry policy (see ``AsyncMessageCenter.with_options``)."""
+
+    timeout: httpx.Timeout
+    policy: RetryPolicy
+
+
+@dataclass(frozen=True)
+class RequestBody:
+    """A streamed request body, built anew for every attempt."""
+
+    stream: httpx.AsyncByteStream
+    headers: Mapping[str, str]
+
+
+BodyFactory = Callable[[], Awaitable[RequestBody]]
+
+_ERROR_ENVELOPE: TypeAdapter[Envelope[object]] = TypeAdapter(Envelope[object])
+
+
+class _Attempt(Exception):
+    """Internal: one attempt failed in a way the retry policy decides about."""
+
+    def __init__(
+        self,
+        failure: Failure,
+        error: APIError,
+        *,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(failure.value)
+        self.failure = failure
+        self.error = error
+        self.retry_after = retry_after
+
+
+def _trace_id(response: httpx.Response, errors_meta: str | None = None) -> str | None:
+    return response.headers.get("X-CS-TRACEID") or errors_meta
+
+
+class Pipeline:
+    """Sends requests for one client; shared by the client and its ``with_options`` copies."""
+
+    def __init__(
+        self,
+        *,
+        http: httpx.AsyncClient,
+        auth: TokenManager,
+        gate: RateLimitGate,
+        limiter: anyio.CapacityLimiter,
+    ) -> None:
+        self.http = http
+        self.auth = auth
+        self.gate = gate
+        self.limiter = limiter
+        self._rng = random.Random()  # noqa: S311 - jitter, not crypto
+
+    async def call(
+        self,
+        op: Operation,
+        options: Options,
+        adapter: TypeAdapter[E],
+        *,
+        params: Mapping[str, str | int] | None = None,
+        json_body: object = None,
+        body: BodyFactory | None = None,
+    ) -> E:
+        """Send ``op`` (with retries) and parse its JSON reply with ``adapter``."""
+        response = await self._send(op, options, params, json_body, body, stream=False)
+        try:
+            return adapter.validate_json(response.content)
+        except ValidationError as exc:
+            raise APIResponseValidationError(
+                f"{op.id}: the reply is not the JSON the spec promises "
+                f"({exc.error_count()} problem(s), first: {_first_problem(exc)})",
+                status_code=response.status_code,
+                trace_id=_trace_id(response),
+                may_have_been_applied=not op.idempotent,
+            ) from None
+
+    @asynccontextmanager
+    async def stream(
+        self,
+        op: Operation,
+        options: Options,
+        *,
+        params: Mapping[str, str | int] | None = None,
+    ) -> AsyncIterator[httpx.Response]:
+        """Send ``op`` and yield the open, unread response; it is always closed afterwards."""
+        response = await self._send(op, options, params, None, None, stream=True)
+        try:
+            yield response
+        finally:
+            with anyio.CancelScope(shield=True):
+                await response.aclose()
+
+    async def _send(
+        self,
+        op: Operation,
+        options: Options,
+        params: Mapping[str, str | int] | None,
+        json_body: object,
+        body: BodyFactory | None,
+        *,
+        stream: bool,
+    ) -> httpx.Response:
+        policy = options.policy
+        attempt = 0
+        refreshed = False
+        content = None if json_body is None else json.dumps(json_body).encode()
+        while True:
+            await self.gate.wait()
+            try:
+                async with self.limiter:
+                    token = await self.auth.get()
+                    request = await self._build(op, options, token, params, content, body)
+                    response = await self._attempt(op, request, stream=stream)
+                    if response.status_code == 401 and not refreshed:
+                        await response.aclose()
+                        self.auth.invalidate(token)
+                        refreshed = True
+                        logger.debug("%s: 401, fetching a fresh token and replaying once", op.id)
+                        continue
+                    if response.status_code >= 400:
+                        raise await self._status_failure(op, response)
+                    return response
+            except _Attempt as failed:
+                if attempt >= policy.max_retries or not should_retry(
+                    failed.failure, idempotent=op.idempotent
+                ):
+                    raise failed.error from None
+                delay = policy.delay(attempt, retry_after=failed.retry_after, rng=self._rng)
+                if failed.failure is Failure.RATE_LIMITED:
+                    self.gate.block_for(delay)
+                    delay = 0.0
+                logger.debug(
+                    "%s: attempt %d failed (%s), retrying in %.2fs",
+                    op.id,
+                    attempt + 1,
+                    failed.failure.value,
+                    delay,
+                )
+                attempt += 1
+                if delay > 0:
+                    await anyio.sleep(delay)
+
+    async def _build(
+        self,
+        op: Operation,
+        options: Options,
+        token: str,
+        params: Mapping[str, str | int] | None,
+        content: bytes | None,
+        body: BodyFactory | None,
+    ) -> httpx.Request:
+        headers = {
+            "Authorization": f"Bearer {token}",
+            "Accept": "application/json",
+            "User-Agent": USER_AGENT,
+        }
+        stream: httpx.AsyncByteStream | None = None
+        if content is not None:
+            headers["Content-Type"] = "application/json"
+        elif body is not None:
+            built = await body()
+            headers.update(built.headers)
+            stream = built.stream
+        request = self.http.build_request(
+            op.method,
+            op.path,
+            params=params,
+            headers=headers,
+            content=content,
+            timeout=options.timeout,
+        )
+        if stream is not None:
+            request.stream = stream
+        return request
+
+    async def _attempt(self, op: Operation, request: httpx.Request, *, stream: bool) -> httpx.Response:
+        """One send; transport failures become :class:`_Attempt` with what we know of them."""
+        started = anyio.current_time()
+        try:
+            response = await self.http.send(request, stream=True)
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            cls = APIConnectionError if isinstance(exc, httpx.ConnectError) else APITimeoutError
+            raise _Attempt(
+                Failure.NOT_SENT,
+                cls(f"{op.id}: could not connect ({type(exc).__name__})", may_have_been_applied=False),
+            ) from None
+        except httpx.TimeoutException as exc:
+            raise _Attempt(
+                Failure.AMBIGUOUS,
+                APITimeoutError(f"{op.id}: timed out ({type(exc).__name__})"),
+            ) from None
+        except httpx.TransportError as exc:
+            raise _Attempt(
+                Failure.AMBIGUOUS,
+                APIConnectionError(f"{op.id}: connection failed ({type(exc).__name__}: {exc})"),
+            ) from None
+        self.gate.record(RateLimit.from_headers(response.headers))
+        if not stream or response.status_code >= 400:
+            await self._read(op, response)
+        logger.debug(
+            "%s %s -> %d in %.3fs (trace id %s)",
+            op.method,
+            op.path,
+            response.status_code,
+            anyio.current_time() - started,
+            response.headers.get("X-CS-TRACEID"),
+        )
+        return response
+
+    async def _read(self, op: Operation, response: httpx.Response) -> None:
+        try:
+            await response.aread()
+        except httpx.TimeoutException as exc:
+            raise _Attempt(
+                Failure.AMBIGUOUS,
+                APITimeoutError(
+                    f"{op.id}: timed out reading the reply ({type(exc).__name__})",
+                    trace_id=_trace_id(response),
+                ),
+            ) from None
+        except httpx.TransportError as exc:
+            raise _Attempt(
+                Failure.AMBIGUOUS,
+                APIConnectionError(
+                    f"{op.id}: the reply was cut short ({type(exc).__name__})",
+                    trace_id=_trace_id(response),
+                ),
+            ) from None
+        finally:
+            await response.aclose()
+
+    async def _status_failure(self, op: Operation, response: httpx.Response) -> _Attempt:
+        """Turn an error status into the typed exception, wrapped for the retry decision."""
+        if not response.is_closed:
+            await self._read(op, response)
+        status = response.status_code
+        errors: list[ErrorDetail] = []
+        meta_trace: str | None = None
+        try:
+            envelope = _ERROR_ENVELOPE.validate_json(response.content)
+        except ValidationError:
+            pass
+        else:
+            errors = envelope.errors
+            meta_trace = envelope.meta.trace_id
+        trace_id = _trace_id(response, meta_trace)
+        detail = "; ".join(e.message for e in errors if e.message) or response.reason_phrase
+        message = f"{op.id}: HTTP {status}: {detail}"
+        cls = status_error_class(status)
+        if status == 429:
+            retry_after = parse_retry_after(response.headers)
+            error: APIStatusError = RateLimitError(
+                message,
+                status_code=status,
+                errors=errors,
+                trace_id=trace_id,
+                retry_after=retry_after,
+            )
+            return _Attempt(Failure.RATE_LIMITED, error, retry_after=retry_after)
+        applied = status >= 500 and not op.idempotent
+        error = cls(
+            message,
+            status_code=status,
+            errors=errors,
+            trace_id=trace_id,
+            may_have_been_applied=applied,
+        )
+        failure = Failure.SERVER_ERROR if status >= 500 else Failure.AMBIGUOUS
+        if status < 500:
+            # A 4xx is final: the policy never retries it.
+            raise error
+        return _Attempt(failure, error)
+
+
+def _first_problem(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "body"
+    return f"{where}: {first['msg']}"

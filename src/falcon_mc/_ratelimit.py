@@ -1,0 +1,72 @@
+"""Client-wide rate-limit state: the last ``X-RateLimit-*`` snapshot and a shared gate.
+
+Every request waits on the gate before it is sent. The gate does two things:
+
+* after a 429 it holds a "not before" deadline that every task honours (one wait shared by all
+  tasks, not one per task: no thundering herd when it lifts, since tasks then pass one slot at a
+  time while pacing is on);
+* when the server says the minute's budget is nearly spent (``X-RateLimit-Remaining`` at or below
+  a low-water mark), it spaces requests at the sustained rate ``60 / X-RateLimit-Limit`` seconds
+  apart instead of running into 429s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import anyio
+
+from .models import RateLimit
+
+__all__ = ["RateLimitGate"]
+
+
+class RateLimitGate:
+    """Shared by every task of one client (and of its ``with_options`` copies)."""
+
+    def __init__(
+        self, *, low_water: int = 16, clock: Callable[[], float] = anyio.current_time
+    ) -> None:
+        self._clock = clock
+        self._low_water = low_water
+        self._not_before = 0.0
+        self._next_slot = 0.0
+        self.snapshot: RateLimit | None = None
+
+    @property
+    def pacing(self) -> bool:
+        """Whether requests are currently spaced out because the budget is nearly spent."""
+        snap = self.snapshot
+        return (
+            snap is not None
+            and snap.limit is not None
+            and snap.limit > 0
+            and snap.remaining is not None
+            and snap.remaining <= self._low_water
+        )
+
+    def record(self, snapshot: RateLimit | None) -> None:
+        """Remember the newest snapshot of the rate-limit headers."""
+        if snapshot is not None:
+            self.snapshot = snapshot
+
+    def block_for(self, seconds: float) -> None:
+        """Hold every task back for ``seconds`` from now (a 429 was seen)."""
+        deadline = self._clock() + max(seconds, 0.0)
+        self._not_before = max(self._not_before, deadline)
+
+    def delay(self) -> float:
+        """Reserve this task's turn and return how long it must wait for it."""
+        now = self._clock()
+        start = max(now, self._not_before)
+        snap = self.snapshot
+        if self.pacing and snap is not None and snap.limit:
+            start = max(start, self._next_slot)
+            self._next_slot = start + 60.0 / snap.limit
+        return start - now
+
+    async def wait(self) -> None:
+        """Wait until this task may send (no-op when there is no back-off or pacing)."""
+        delay = self.delay()
+        if delay > 0:
+            await anyio.sleep(delay)

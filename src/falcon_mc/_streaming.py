@@ -1,0 +1,213 @@
+"""Streaming attachments: the download handle and the async multipart upload body.
+
+httpx's own multipart encoder reads files with blocking calls inside async code (httpx#1620),
+so uploads use :class:`MultipartUpload`, which reads the file through anyio in chunks and knows
+its ``Content-Length`` up front. Downloads never hold more than one chunk in memory.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import BinaryIO
+
+import anyio
+import httpx
+
+from ._exceptions import APIConnectionError, APIResponseValidationError, APITimeoutError
+from ._filenames import parse_content_disposition_filename, sanitize_filename
+from ._pipeline import RequestBody
+
+__all__ = ["AttachmentDownload", "FileSource", "MultipartUpload"]
+
+CHUNK_SIZE = 64 * 1024
+
+_EXTENSIONS = {
+    "image/png": ".png",
+    "image/bmp": ".bmp",
+    "image/jpeg": ".jpg",
+    "image/jpg": ".jpg",
+    "image/gif": ".gif",
+    "application/zip": ".zip",
+    "application/pdf": ".pdf",
+    "application/msword": ".doc",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document": ".docx",
+    "application/vnd.ms-excel": ".xls",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": ".xlsx",
+    "application/vnd.openxmlformats-officedocument.presentationml.presentation": ".pptx",
+    "text/plain": ".txt",
+    "text/csv": ".csv",
+}
+
+
+class AttachmentDownload:
+    """An attachment being downloaded; valid inside ``async with mc.download_case_attachment(id)``.
+
+    Example::
+
+        async with mc.download_case_attachment(attachment_id) as download:
+            print(download.filename, download.content_type, download.content_length)
+            await download.save("out/")          # streams to out/<name>.part, then renames
+    """
+
+    def __init__(self, response: httpx.Response, attachment_id: str) -> None:
+        self._response = response
+        self.id = attachment_id
+        self.content_type: str = (
+            response.headers.get("Content-Type", "application/octet-stream").split(";")[0].strip()
+        )
+        length = response.headers.get("Content-Length")
+        self.content_length: int | None = int(length) if length and length.isdigit() else None
+        fallback = f"attachment-{sanitize_filename(attachment_id, fallback='file')}"
+        fallback += _EXTENSIONS.get(self.content_type, "")
+        self.filename: str = sanitize_filename(
+            parse_content_disposition_filename(response.headers.get("Content-Disposition")),
+            fallback=fallback,
+        )
+        self.trace_id: str | None = response.headers.get("X-CS-TRACEID")
+
+    def __repr__(self) -> str:
+        return (
+            f"AttachmentDownload(id={self.id!r}, filename={self.filename!r}, "
+            f"content_type={self.content_type!r}, content_length={self.content_length!r})"
+        )
+
+    async def aiter_bytes(self, chunk_size: int = CHUNK_SIZE) -> AsyncIterator[bytes]:
+        """Yield the body in chunks of at most ``chunk_size`` bytes; checks the length at the end."""
+        received = 0
+        try:
+            async for chunk in self._response.aiter_bytes(chunk_size):
+                received += len(chunk)
+                yield chunk
+        except httpx.TimeoutException as exc:
+            raise APITimeoutError(
+                f"download of {self.id} timed out ({type(exc).__name__})", trace_id=self.trace_id
+            ) from None
+        except httpx.TransportError as exc:
+            raise APIConnectionError(
+                f"download of {self.id} was cut short after {received} bytes "
+                f"({type(exc).__name__})",
+                trace_id=self.trace_id,
+            ) from None
+        if self.content_length is not None and received != self.content_length:
+            raise APIResponseValidationError(
+                f"download of {self.id}: got {received} bytes, Content-Length said "
+                f"{self.content_length}",
+                status_code=self._response.status_code,
+                trace_id=self.trace_id,
+            )
+
+    async def aread(self) -> bytes:
+        """The whole body in memory (prefer :meth:`save` or :meth:`aiter_bytes` for big files)."""
+        parts = [chunk async for chunk in self.aiter_bytes()]
+        return b"".join(parts)
+
+    async def save(self, path: str | os.PathLike[str], *, chunk_size: int = CHUNK_SIZE) -> Path:
+        """Stream to ``path`` (a file, or a folder to save under the sanitised ``filename``).
+
+        Writes ``<path>.part`` and renames it only when the whole body arrived; on failure or
+        cancellation the ``.part`` file is removed. Returns the final path.
+        """
+        target = Path(path)
+        if await anyio.Path(target).is_dir():
+            target = target / self.filename
+        part = target.with_name(target.name + ".part")
+        try:
+            async with await anyio.open_file(part, "wb") as out:
+                async for chunk in self.aiter_bytes(chunk_size):
+                    await out.write(chunk)
+            await anyio.Path(part).replace(target)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await anyio.Path(part).unlink(missing_ok=True)
+            raise
+        return target
+
+
+class FileSource:
+    """Where upload bytes come from: bytes in memory, a path on disk, or a binary file object."""
+
+    def __init__(
+        self, *, data: bytes | None, path: Path | None, file: BinaryIO | None, size: int
+    ) -> None:
+        self.data = data
+        self.path = path
+        self.file = file
+        self.size = size
+        self._start = file.tell() if file is not None and file.seekable() else None
+
+    async def chunks(self, chunk_size: int) -> AsyncIterator[bytes]:
+        """Read the bytes in chunks without blocking the event loop."""
+        if self.data is not None:
+            view = memoryview(self.data)
+            for start in range(0, len(view), chunk_size):
+                yield bytes(view[start : start + chunk_size])
+        elif self.path is not None:
+            async with await anyio.open_file(self.path, "rb") as src:
+                while chunk := await src.read(chunk_size):
+                    yield chunk
+        elif self.file is not None:
+            if self._start is not None:
+                await anyio.to_thread.run_sync(self.file.seek, self._start)
+            while chunk := await anyio.to_thread.run_sync(self.file.read, chunk_size):
+                yield chunk
+
+
+class MultipartUpload(httpx.AsyncByteStream):
+    """A ``multipart/form-data`` body: text fields, then one file part streamed in chunks."""
+
+    def __init__(
+        self,
+        *,
+        fields: dict[str, str],
+        file_field: str,
+        filename: str,
+        content_type: str,
+        source: FileSource,
+        chunk_size: int = CHUNK_SIZE,
+    ) -> None:
+        self.boundary = secrets.token_hex(16)
+        self._source = source
+        self._chunk_size = chunk_size
+        head = b"".join(
+            self._part_header(name, None, None) + value.encode() + b"\r\n"
+            for name, value in fields.items()
+        )
+        self._head = head + self._part_header(file_field, filename, content_type)
+        self._tail = f"\r\n--{self.boundary}--\r\n".encode()
+        self.content_length = len(self._head) + source.size + len(self._tail)
+
+    def _part_header(self, name: str, filename: str | None, content_type: str | None) -> bytes:
+        disposition = f'form-data; name="{name}"'
+        if filename is not None:
+            disposition += f'; filename="{filename}"'
+        lines = [f"--{self.boundary}", f"Content-Disposition: {disposition}"]
+        if content_type is not None:
+            lines.append(f"Content-Type: {content_type}")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+    def request_body(self) -> RequestBody:
+        """This body with the headers that announce it."""
+        return RequestBody(
+            stream=self,
+            headers={
+                "Content-Type": f"multipart/form-data; boundary={self.boundary}",
+                "Content-Length": str(self.content_length),
+            },
+        )
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield self._head
+        sent = 0
+        async for chunk in self._source.chunks(self._chunk_size):
+            sent += len(chunk)
+            yield chunk
+        if sent != self._source.size:
+            raise APIConnectionError(
+                f"the file changed size while uploading ({sent} bytes read, "
+                f"{self._source.size} announced)",
+                may_have_been_applied=False,
+            )
+        yield self._tail

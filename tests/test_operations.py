@@ -1,0 +1,337 @@
+"""Every operation: what goes on the wire (respx) and what comes back (parsed models)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import assert_type
+
+import httpx
+import pytest
+import respx
+
+from falcon_mc import (
+    AffectedEntity,
+    AggregateQuery,
+    AggregationResult,
+    AsyncMessageCenter,
+    Attachment,
+    Case,
+    CaseActivity,
+    DateRange,
+    Envelope,
+    IdPage,
+    Range,
+    fql,
+)
+
+from .conftest import TOKEN, envelope
+
+CASE = {
+    "id": "c-1",
+    "title": "Suspicious PowerShell",
+    "body": "Please review",
+    "status": "open",
+    "type": "fc:detection-support",
+    "cid": "cid-1",
+    "key": "CS-1",
+    "created_time": "2024-05-01T12:00:00Z",
+    "last_modified_time": "2024-05-02T08:30:00.123456789Z",
+    "assigner": {"uid": "u1", "uuid": "uu-1", "display_name": "Ann Lee",
+                 "first_name": "Ann", "last_name": "Lee"},
+    "detections": [{"id": "ldt:abc:1", "url": "https://falcon/d/1"}],
+    "incidents": [],
+    "hosts": ["host-1"],
+    "aids": ["aid-1"],
+    "ip_addresses": ["10.0.0.1"],
+    "attachments": [{"id": "a-1", "name": "log.txt", "mime_type": "text/plain", "size": 3,
+                     "created_by": "Ann", "created_time": "2024-05-01T12:01:00Z"}],
+    "brand_new_field": {"kept": True},
+}
+ACTIVITY = {
+    "id": "act-1", "case_id": "c-1", "cid": "cid-1", "body": "hello", "type": "comment",
+    "created_time": "2024-05-01T13:00:00Z",
+    "created_by": {"uid": "u1", "uuid": "uu-1", "display_name": "Ann Lee",
+                   "first_name": "Ann", "last_name": "Lee"},
+}
+AFFECTED = {"id": "c-9", "path": "/message-center/entities/case/v2?ids=c-9"}
+
+
+def sent_json(route: respx.Route) -> object:
+    return json.loads(route.calls.last.request.content)
+
+
+def assert_bearer(route: respx.Route) -> None:
+    assert route.calls.last.request.headers["Authorization"] == f"Bearer {TOKEN}"
+
+
+async def test_query_cases_sends_params_and_parses_page(
+    mc: AsyncMessageCenter, router: respx.MockRouter
+) -> None:
+    route = router.get("/message-center/queries/cases/v1").respond(
+        200, json=envelope(["c-1", "c-2"], total=2, limit=2)
+    )
+    page = await mc.query_cases(
+        filter=fql.eq("case.status", "open"), sort="case.created_time.desc", limit=2, offset=0
+    )
+    assert_type(page, IdPage)
+    params = route.calls.last.request.url.params
+    assert dict(params) == {
+        "filter": "case.status:'open'", "sort": "case.created_time.desc",
+        "limit": "2", "offset": "0",
+    }
+    assert route.calls.last.request.method == "GET"
+    assert_bearer(route)
+    assert page.ids == ["c-1", "c-2"] and page.total == 2 and page.meta.trace_id == "trace-1"
+
+
+async def test_query_activities_requires_case_id_on_the_wire(
+    mc: AsyncMessageCenter, router: respx.MockRouter
+) -> None:
+    route = router.get("/message-center/queries/case-activities/v1").respond(
+        200, json=envelope(["act-1"], total=1)
+    )
+    page = await mc.query_activities(case_id="c-1", sort="activity.created_time.asc", limit=10)
+    assert dict(route.calls.last.request.url.params) == {
+        "case_id": "c-1", "sort": "activity.created_time.asc", "limit": "10",
+    }
+    assert page.ids == ["act-1"]
+
+
+async def test_get_cases_posts_ids_and_parses_cases(
+    mc: AsyncMessageCenter, router: respx.MockRouter
+) -> None:
+    route = router.post("/message-center/entities/cases/GET/v1").respond(
+        200, json=envelope([CASE])
+    )
+    result = await mc.get_cases("c-1, c-1,")
+    assert_type(result, Envelope[Case])
+    assert sent_json(route) == {"ids": ["c-1"]}
+    assert route.calls.last.request.headers["Content-Type"] == "application/json"
+    case = result.resources[0]
+    assert case.title == "Suspicious PowerShell"
+    assert case.created_time == datetime(2024, 5, 1, 12, tzinfo=UTC)
+    assert case.assigner is not None and case.assigner.display_name == "Ann Lee"
+    assert case.attachments[0].size == 3
+    assert case.model_dump(by_alias=True)["brand_new_field"] == {"kept": True}
+
+
+async def test_get_cases_accepts_raw_body(
+    mc: AsyncMessageCenter, router: respx.MockRouter
+) -> None:
+    route = router.post("/message-center/entities/cases/GET/v1").respond(
+        200, json=envelope([CASE])
+    )
+    await mc.get_cases(body={"ids": ["c-1"]})
+    assert sent_json(route) == {"ids": ["c-1"]}
+
+
+async def test_get_case_activity(mc: AsyncMessageCenter, router: respx.MockRouter) -> None:
+    route = router.post("/message-center/entities/case-activities/GET/v1").respond(
+        200, json=envelope([ACTIVITY])
+    )
+    result = await mc.get_case_activity(["act-1"])
+    assert_type(result, Envelope[CaseActivity])
+    assert sent_json(route) == {"ids": ["act-1"]}
+    activity = result.resources[0]
+    assert activity.created_by is not None and activity.created_by.uid == "u1"
+    assert activity.type == "comment"
+
+
+async def test_aggregate_cases_sends_a_json_array(
+    mc: AsyncMessageCenter, router: respx.MockRouter
+) -> None:
+    route = router.post("/message-center/aggregates/cases/GET/v1").respond(
+        200,
+        json=envelope([{
+            "name": "by_status",
+            "buckets": [{"label": "open", "count": 3,
+                         "sub_aggregates": [{"name": "t", "buckets": [{"label": "x", "count": 1}]}]},
+                        {"label": {"from": 1}, "count": 1}],
+        }]),
+    )
+    result = await mc.aggregate_cases(
+        AggregateQuery(name="by_status", type="terms", field="case.status", size=5,
+                       sub_aggregates=[AggregateQuery(name="t", type="terms", field="case.type")]),
+        {"name": "r", "type": "range", "field": "size", "ranges": [{"From": 0, "To": 10}]},
+        AggregateQuery(name="d", type="date_range", field="case.created_time",
+                       date_ranges=[DateRange(from_="2024-01-01T00:00:00Z", to="2024-02-01T00:00:00Z")],
+                       ranges=[Range(from_=1, to=2)]),
+    )
+    assert_type(result, Envelope[AggregationResult])
+    assert sent_json(route) == [
+        {"name": "by_status", "type": "terms", "field": "case.status", "size": 5,
+         "sub_aggregates": [{"name": "t", "type": "terms", "field": "case.type"}]},
+        {"name": "r", "type": "range", "field": "size", "ranges": [{"From": 0, "To": 10}]},
+        {"name": "d", "type": "date_range", "field": "case.created_time",
+         "date_ranges": [{"from": "2024-01-01T00:00:00Z", "to": "2024-02-01T00:00:00Z"}],
+         "ranges": [{"From": 1, "To": 2}]},
+    ]
+    buckets = result.resources[0].buckets
+    assert buckets[0].label == "open" and buckets[0].count == 3
+    assert buckets[0].sub_aggregates[0].buckets[0].label == "x"
+    assert buckets[1].label == {"from": 1}
+
+
+async def test_aggregate_cases_falconpy_keywords(
+    mc: AsyncMessageCenter, router: respx.MockRouter
+) -> None:
+    route = router.post("/message-center/aggregates/cases/GET/v1").respond(
+        200, json=envelope([{"name": "n", "buckets": []}])
+    )
+    await mc.aggregate_cases(field="case.status", name="n", type="terms", min_doc_count=0)
+    assert sent_json(route) == [
+        {"field": "case.status", "name": "n", "type": "terms", "min_doc_count": 0}
+    ]
+
+
+async def test_create_case_v2_maps_content_to_body(
+    mc: AsyncMessageCenter, router: respx.MockRouter
+) -> None:
+    route = router.post("/message-center/entities/case/v2").respond(200, json=envelope([AFFECTED]))
+    result = await mc.create_case_v2(
+        content="Please review", title="Suspicious", type="fc:detection-support",
+        user_uuid="uu-1",
+        detections=[{"id": "ldt:1", "product": "epp", "url": "https://d"}],
+        incidents=[{"id": "inc:1", "url": "https://i"}],
+    )
+    assert_type(result, Envelope[AffectedEntity])
+    assert sent_json(route) == {
+        "body": "Please review", "title": "Suspicious", "type": "fc:detection-support",
+        "user_uuid": "uu-1",
+        "detections": [{"id": "ldt:1", "product": "epp", "url": "https://d"}],
+        "incidents": [{"id": "inc:1", "url": "https://i"}],
+        "malware_submission_id": "", "recon_rule_type": "",
+    }
+    assert result.resources[0].id == "c-9"
+
+
+async def test_create_case_v2_raw_body_is_sent_as_given(
+    mc: AsyncMessageCenter, router: respx.MockRouter
+) -> None:
+    route = router.post("/message-center/entities/case/v2").respond(200, json=envelope([AFFECTED]))
+    raw = {"body": "b", "title": "t", "type": "fc:contact", "user_uuid": "u",
+           "detections": [], "incidents": []}
+    await mc.create_case_v2(body=raw)
+    assert sent_json(route) == {**raw, "malware_submission_id": "", "recon_rule_type": ""}
+
+
+async def test_create_case_v1_warns_and_sends(
+    mc: AsyncMessageCenter, router: respx.MockRouter
+) -> None:
+    route = router.post("/message-center/entities/case/v1").respond(200, json=envelope([AFFECTED]))
+    with pytest.deprecated_call():
+        await mc.create_case(content="c", title="t", type="fc:contact", user_uuid="u",
+                             detections=[{"id": "ldt:1", "url": "https://d"}])
+    assert sent_json(route) == {
+        "body": "c", "title": "t", "type": "fc:contact", "user_uuid": "u",
+        "detections": [{"id": "ldt:1", "url": "https://d"}], "incidents": [],
+    }
+
+
+async def test_update_case_is_a_patch(mc: AsyncMessageCenter, router: respx.MockRouter) -> None:
+    route = router.patch("/message-center/entities/case/v1").respond(
+        200, json=envelope([AFFECTED])
+    )
+    with pytest.deprecated_call():
+        result = await mc.update_case(id="c-9", content="new body")
+    assert sent_json(route) == {"id": "c-9", "body": "new body", "detections": [], "incidents": []}
+    assert result.resources[0].path.endswith("c-9")  # type: ignore[union-attr]
+
+
+async def test_add_case_activity(mc: AsyncMessageCenter, router: respx.MockRouter) -> None:
+    reply = envelope()
+    reply["meta"]["writes"] = {"resources_affected": 1}  # type: ignore[index]
+    route = router.post("/message-center/entities/case-activity/v1").respond(200, json=reply)
+    result = await mc.add_case_activity(case_id="c-1", content="hi", user_uuid="uu-1")
+    assert_type(result, Envelope[None])
+    assert sent_json(route) == {"case_id": "c-1", "body": "hi", "user_uuid": "uu-1",
+                                "type": "comment"}
+    assert result.meta.writes is not None and result.meta.writes.resources_affected == 1
+
+
+async def test_add_case_attachment_multipart_from_path(
+    mc: AsyncMessageCenter, router: respx.MockRouter, tmp_path: Path
+) -> None:
+    data = bytes(range(256)) * 1000
+    source = tmp_path / "evidence.pdf"
+    source.write_bytes(data)
+    route = router.post("/message-center/entities/case-attachment/v1").respond(
+        200, json=envelope([{"id": "a-9", "name": "evidence.pdf", "mime_type": "application/pdf",
+                             "size": len(data), "created_by": "uu-1",
+                             "created_time": "2024-05-01T12:00:00Z"}]),
+    )
+    result = await mc.add_case_attachment(case_id="c-1", user_uuid="uu-1", path=source)
+    assert_type(result, Envelope[Attachment])
+    request = route.calls.last.request
+    content_type = request.headers["Content-Type"]
+    assert content_type.startswith("multipart/form-data; boundary=")
+    assert int(request.headers["Content-Length"]) == len(request.content)
+    boundary = content_type.split("boundary=")[1]
+    parts = request.content.split(f"--{boundary}".encode())
+    assert b'name="case_id"\r\n\r\nc-1\r\n' in parts[1]
+    assert b'name="user_uuid"\r\n\r\nuu-1\r\n' in parts[2]
+    assert b'name="file"; filename="evidence.pdf"' in parts[3]
+    assert b"Content-Type: application/pdf" in parts[3]
+    assert parts[3].split(b"\r\n\r\n", 1)[1][:-2] == data
+    assert result.resources[0].id == "a-9"
+
+
+async def test_add_case_attachment_from_bytes_and_file(
+    mc: AsyncMessageCenter, router: respx.MockRouter, tmp_path: Path
+) -> None:
+    route = router.post("/message-center/entities/case-attachment/v1").respond(
+        200, json=envelope([{"id": "a-1", "name": "n.txt"}])
+    )
+    await mc.add_case_attachment(case_id="c", user_uuid="u", file_data=b"abc", filename="n.txt")
+    assert b"\r\n\r\nabc\r\n" in route.calls.last.request.content
+    path = tmp_path / "notes.txt"
+    path.write_bytes(b"from a file object")
+    with path.open("rb") as handle:
+        await mc.add_case_attachment(case_id="c", user_uuid="u", file=handle)
+    body = route.calls.last.request.content
+    assert b'filename="notes.txt"' in body and b"from a file object" in body
+
+
+async def test_download_case_attachment_streams(
+    mc: AsyncMessageCenter, router: respx.MockRouter, tmp_path: Path
+) -> None:
+    payload = b"\x89PNG" + bytes(70000)
+    route = router.get("/message-center/entities/case-attachment/v1").respond(
+        200, content=payload,
+        headers={"Content-Type": "image/png", "Content-Disposition": 'attachment; filename="../../x.png"'},
+    )
+    async with mc.download_case_attachment("a-1") as download:
+        assert download.content_type == "image/png"
+        assert download.content_length == len(payload)
+        assert download.filename == "x.png"
+        saved = await download.save(tmp_path)
+    assert dict(route.calls.last.request.url.params) == {"id": "a-1"}
+    assert saved == tmp_path / "x.png" and saved.read_bytes() == payload
+    assert not list(tmp_path.glob("*.part"))
+
+
+async def test_iter_cases_yields_in_query_order(
+    router: respx.MockRouter,
+) -> None:
+    ids = [f"c-{i}" for i in range(7)]
+
+    def query(request: httpx.Request) -> httpx.Response:
+        offset = int(request.url.params.get("offset", 0))
+        limit = int(request.url.params["limit"])
+        return httpx.Response(200, json=envelope(ids[offset:offset + limit], total=len(ids),
+                                                 offset=offset, limit=limit))
+
+    def get(request: httpx.Request) -> httpx.Response:
+        wanted = json.loads(request.content)["ids"]
+        return httpx.Response(200, json=envelope([{**CASE, "id": i} for i in reversed(wanted)]))
+
+    router.get("/message-center/queries/cases/v1").mock(side_effect=query)
+    get_route = router.post("/message-center/entities/cases/GET/v1").mock(side_effect=get)
+    async with AsyncMessageCenter(client_id="a", client_secret="b", max_ids_per_request=2,
+                                  max_concurrency=2,
+                                  transport=httpx.MockTransport(router.async_handler)) as mc:
+        got = [case.id async for case in mc.iter_cases(window=3)]
+    assert got == ids
+    assert all(len(json.loads(c.request.content)["ids"]) <= 2 for c in get_route.calls)

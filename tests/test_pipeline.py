@@ -1,0 +1,331 @@
+"""The request pipeline: tokens, retries, rate limits, errors, pagination."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+import anyio
+import httpx
+import pytest
+import respx
+
+import falcon_mc
+from falcon_mc import (
+    APIConnectionError,
+    APIResponseValidationError,
+    APIStatusError,
+    AsyncMessageCenter,
+    AuthenticationError,
+    BadRequestError,
+    ConflictError,
+    InternalServerError,
+    NotFoundError,
+    OAuthError,
+    PermissionDeniedError,
+    RateLimitError,
+    UnprocessableEntityError,
+)
+
+from .conftest import BASE, SECRET, TOKEN, envelope
+
+GET_CASES = "/message-center/entities/cases/GET/v1"
+QUERY = "/message-center/queries/cases/v1"
+CREATE = "/message-center/entities/case/v2"
+
+
+def client(router: respx.MockRouter, **kwargs: object) -> AsyncMessageCenter:
+    return AsyncMessageCenter(
+        client_id="cid-123", client_secret=SECRET, retry_base_delay=0,
+        transport=httpx.MockTransport(router.async_handler), **kwargs,  # type: ignore[arg-type]
+    )
+
+
+async def test_token_form_fields_and_member_cid(router: respx.MockRouter) -> None:
+    router.post(GET_CASES).respond(200, json=envelope([{"id": "c"}]))
+    async with client(router, member_cid="child-cid") as mc:
+        await mc.get_cases(["c"])
+    form = dict(httpx.QueryParams(router.routes["token"].calls.last.request.content.decode()))
+    assert form == {"client_id": "cid-123", "client_secret": SECRET, "member_cid": "child-cid"}
+    revoke = router.routes["revoke"].calls.last.request
+    assert dict(httpx.QueryParams(revoke.content.decode())) == {"token": TOKEN}
+    assert revoke.headers["Authorization"].startswith("Basic ")
+
+
+async def test_credentials_from_environment(
+    router: respx.MockRouter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FALCON_CLIENT_ID", "env-id")
+    monkeypatch.setenv("FALCON_CLIENT_SECRET", "env-secret")
+    router.post(GET_CASES).respond(200, json=envelope([]))
+    async with AsyncMessageCenter(transport=httpx.MockTransport(router.async_handler)) as mc:
+        await mc.get_cases("c")
+    form = dict(httpx.QueryParams(router.routes["token"].calls[0].request.content.decode()))
+    assert form["client_id"] == "env-id" and form["client_secret"] == "env-secret"
+
+
+async def test_one_token_for_fifty_concurrent_calls(router: respx.MockRouter) -> None:
+    route = router.post(GET_CASES).respond(200, json=envelope([{"id": "c"}]))
+    async with client(router, max_concurrency=50) as mc:
+        async with anyio.create_task_group() as tg:
+            for _ in range(50):
+                tg.start_soon(mc.get_cases, ["c"])
+    assert router.routes["token"].call_count == 1
+    assert route.call_count == 50
+
+
+async def test_401_refreshes_token_and_replays_once(router: respx.MockRouter) -> None:
+    route = router.post(GET_CASES).mock(side_effect=[
+        httpx.Response(401, json=envelope(errors=[{"code": 401, "message": "access denied"}])),
+        httpx.Response(200, json=envelope([{"id": "c"}])),
+    ])
+    async with client(router) as mc:
+        result = await mc.get_cases("c")
+    assert [c.id for c in result.resources] == ["c"]
+    assert router.routes["token"].call_count == 2
+    assert route.call_count == 2
+
+
+async def test_second_401_raises_authentication_error(router: respx.MockRouter) -> None:
+    router.post(GET_CASES).respond(401, json=envelope(errors=[{"code": 401, "message": "nope"}]))
+    async with client(router) as mc:
+        with pytest.raises(AuthenticationError) as info:
+            await mc.get_cases("c")
+    assert info.value.status_code == 401
+    assert router.routes["token"].call_count == 2
+
+
+async def test_wrong_credentials_raise_oauth_error_at_once(router: respx.MockRouter) -> None:
+    router.routes["token"].respond(401, json=envelope(errors=[{"code": 401, "message": "bad"}]))
+    async with client(router) as mc:
+        with pytest.raises(OAuthError) as info:
+            await mc.get_cases("c")
+    assert info.value.status_code == 401
+    assert router.routes["token"].call_count == 1
+    assert SECRET not in str(info.value)
+
+
+async def test_429_then_success_on_a_read(router: respx.MockRouter) -> None:
+    now_ms = int(time.time() * 1000)
+    route = router.post(GET_CASES).mock(side_effect=[
+        httpx.Response(429, headers={"X-RateLimit-RetryAfter": str(now_ms),
+                                     "X-RateLimit-Limit": "6000",
+                                     "X-RateLimit-Remaining": "0"},
+                       json=envelope(errors=[{"code": 429, "message": "rate limited"}])),
+        httpx.Response(200, headers={"X-RateLimit-Limit": "6000", "X-RateLimit-Remaining": "5999"},
+                       json=envelope([{"id": "c"}])),
+    ])
+    async with client(router) as mc:
+        result = await mc.get_cases("c")
+        assert mc.rate_limit is not None and mc.rate_limit.remaining == 5999
+    assert route.call_count == 2 and result.resources[0].id == "c"
+
+
+async def test_500_on_create_is_not_retried(router: respx.MockRouter) -> None:
+    route = router.post(CREATE).respond(
+        500, json=envelope(errors=[{"code": 500, "message": "boom"}]),
+        headers={"X-CS-TRACEID": "trace-500"},
+    )
+    async with client(router) as mc:
+        with pytest.raises(InternalServerError) as info:
+            await mc.create_case_v2(content="b", title="t", type="fc:contact")
+    assert route.call_count == 1
+    assert info.value.may_have_been_applied is True
+    assert info.value.trace_id == "trace-500"
+    assert info.value.errors[0].message == "boom"
+
+
+async def test_500_on_a_read_is_retried(router: respx.MockRouter) -> None:
+    route = router.post(GET_CASES).mock(side_effect=[
+        httpx.Response(503, json=envelope()),
+        httpx.Response(200, json=envelope([{"id": "c"}])),
+    ])
+    async with client(router) as mc:
+        await mc.get_cases("c")
+    assert route.call_count == 2
+
+
+async def test_write_reset_is_not_retried_but_connect_error_is(router: respx.MockRouter) -> None:
+    route = router.post(CREATE).mock(side_effect=httpx.ReadError("reset"))
+    async with client(router) as mc:
+        with pytest.raises(APIConnectionError) as info:
+            await mc.create_case_v2(content="b", title="t", type="fc:contact")
+        assert info.value.may_have_been_applied is True
+        assert route.call_count == 1
+        route.mock(side_effect=[httpx.ConnectError("refused"),
+                                httpx.Response(200, json=envelope([{"id": "c", "path": "p"}]))])
+        created = await mc.create_case_v2(content="b", title="t", type="fc:contact")
+    assert created.resources[0].id == "c"
+    assert route.call_count == 3
+
+
+async def test_read_gives_up_after_max_retries(router: respx.MockRouter) -> None:
+    route = router.post(GET_CASES).respond(502, text="<html>Bad gateway</html>")
+    async with client(router, max_retries=2) as mc:
+        with pytest.raises(InternalServerError) as info:
+            await mc.get_cases("c")
+    assert route.call_count == 3
+    assert info.value.status_code == 502
+
+
+@pytest.mark.parametrize(
+    ("status", "exc_type"),
+    [
+        (400, BadRequestError),
+        (403, PermissionDeniedError),
+        (404, NotFoundError),
+        (409, ConflictError),
+        (422, UnprocessableEntityError),
+        (418, APIStatusError),
+        (429, RateLimitError),
+        (500, InternalServerError),
+        (503, InternalServerError),
+    ],
+)
+async def test_status_to_exception_map(
+    router: respx.MockRouter, status: int, exc_type: type[APIStatusError]
+) -> None:
+    router.get(QUERY).respond(
+        status,
+        json=envelope(errors=[{"code": status, "message": f"status {status}"}], trace_id="meta-t"),
+    )
+    async with client(router, max_retries=0) as mc:
+        with pytest.raises(exc_type) as info:
+            await mc.query_cases()
+    assert type(info.value) is exc_type
+    assert info.value.status_code == status
+    assert info.value.errors[0].message == f"status {status}"
+    assert info.value.trace_id == "meta-t"
+
+
+async def test_pagination_walks_three_pages_and_stops_at_total(router: respx.MockRouter) -> None:
+    ids = [f"c-{i}" for i in range(7)]
+
+    def query(request: httpx.Request) -> httpx.Response:
+        offset = int(request.url.params.get("offset", 0))
+        limit = int(request.url.params["limit"])
+        return httpx.Response(200, json=envelope(ids[offset:offset + limit], total=7,
+                                                 offset=offset, limit=limit))
+
+    route = router.get(QUERY).mock(side_effect=query)
+    async with client(router) as mc:
+        got = [i async for i in mc.query_cases(limit=3)]
+    assert got == ids
+    assert route.call_count == 3
+    offsets = sorted(int(c.request.url.params.get("offset", 0)) for c in route.calls)
+    assert offsets == [0, 3, 6]
+
+
+async def test_pagination_guards_against_a_server_that_does_not_advance(
+    router: respx.MockRouter,
+) -> None:
+    route = router.get(QUERY).respond(200, json=envelope(["a", "b"], total=100, offset=0, limit=2))
+    async with client(router) as mc:
+        got = [i async for i in mc.query_cases(limit=2)]
+    assert got == ["a", "b"]
+    assert route.call_count <= 1 + 16
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"<html><body>502 Bad Gateway</body></html>", b'{"meta": {}, "resources": [',
+     b'{"meta": {}, "resources": [{"id": "c", "title": ["not", "a", "string"]}]}', b""],
+)
+async def test_unexpected_reply_raises_validation_error(
+    router: respx.MockRouter, body: bytes
+) -> None:
+    router.post(GET_CASES).respond(200, content=body, headers={"X-CS-TRACEID": "t-html"})
+    async with client(router) as mc:
+        with pytest.raises(APIResponseValidationError) as info:
+            await mc.get_cases("c")
+    assert info.value.status_code == 200 and info.value.trace_id == "t-html"
+
+
+async def test_secrets_stay_out_of_repr_and_logs(
+    router: respx.MockRouter, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    router.post(GET_CASES).respond(200, json=envelope([{"id": "c"}]))
+    async with client(router) as mc:
+        await mc.get_cases("c")
+        assert SECRET not in repr(mc) and TOKEN not in repr(mc)
+        assert SECRET not in repr(mc._pipeline.auth)
+        falcon_mc._log.logger.debug("header Authorization: Bearer %s", TOKEN)
+    assert caplog.records
+    assert SECRET not in caplog.text and TOKEN not in caplog.text
+
+
+async def test_redirect_is_not_followed_with_the_token(router: respx.MockRouter) -> None:
+    router.post(GET_CASES).respond(307, headers={"Location": "https://evil.example/steal"})
+    evil = respx.MockRouter(assert_all_called=False)
+    async with client(router) as mc:
+        with pytest.raises(APIStatusError) as info:
+            await mc.get_cases("c")
+    assert info.value.status_code == 307
+    assert not evil.calls
+
+
+async def test_with_options_shares_the_token(router: respx.MockRouter) -> None:
+    route = router.post(GET_CASES).respond(503, json=envelope())
+    async with client(router, max_retries=3) as mc:
+        quick = mc.with_options(max_retries=0, timeout=1.0)
+        with pytest.raises(InternalServerError):
+            await quick.get_cases("c")
+        assert route.call_count == 1
+    assert router.routes["token"].call_count == 1
+
+
+async def test_bulk_get_batches_concurrently_and_keeps_order(router: respx.MockRouter) -> None:
+    ids = [f"c-{i}" for i in range(1050)]
+    missing = {"c-7", "c-1049"}
+
+    def get(request: httpx.Request) -> httpx.Response:
+        wanted = json.loads(request.content)["ids"]
+        found = [{"id": i} for i in reversed(wanted) if i not in missing]
+        errors = [{"code": 404, "message": "not found", "id": i} for i in wanted if i in missing]
+        return httpx.Response(200, json=envelope(found, errors=errors))
+
+    route = router.post(GET_CASES).mock(side_effect=get)
+    async with client(router) as mc:
+        result = await mc.get_cases(ids + ids[:10])
+    assert route.call_count == 3
+    assert sorted(len(json.loads(c.request.content)["ids"]) for c in route.calls) == [50, 500, 500]
+    assert [c.id for c in result.resources] == [i for i in ids if i not in missing]
+    assert sorted(e.id or "" for e in result.errors) == sorted(missing)
+
+
+async def test_base_url_from_cloud_and_region_name() -> None:
+    mc = AsyncMessageCenter(client_id="a", client_secret="b", base_url="eu-1")
+    assert mc.base_url == "https://api.eu-1.crowdstrike.com"
+    await mc.aclose()
+    mc = AsyncMessageCenter(client_id="a", client_secret="b", base_url=falcon_mc.Cloud.USGOV1)
+    assert mc.base_url == "https://api.laggar.gcw.crowdstrike.com"
+    await mc.aclose()
+
+
+async def test_cloud_autodiscovery_follows_x_cs_region() -> None:
+    us1 = respx.MockRouter(assert_all_called=False)
+    us1.post(f"{BASE}/oauth2/token").respond(
+        201, json={"access_token": "t1", "expires_in": 1799}, headers={"X-Cs-Region": "us-2"}
+    )
+    us2_token = us1.post("https://api.us-2.crowdstrike.com/oauth2/token").respond(
+        201, json={"access_token": "t2", "expires_in": 1799}, headers={"X-Cs-Region": "us-2"}
+    )
+    us2 = us1.post(f"https://api.us-2.crowdstrike.com{GET_CASES}").respond(
+        200, json=envelope([{"id": "c"}])
+    )
+    us1.post("https://api.us-2.crowdstrike.com/oauth2/revoke").respond(200, json=envelope())
+    async with AsyncMessageCenter(client_id="a", client_secret="b", base_url="auto",
+                                  transport=httpx.MockTransport(us1.async_handler)) as mc:
+        await mc.get_cases("c")
+        assert mc.base_url == "https://api.us-2.crowdstrike.com"
+    assert us2_token.call_count == 1
+    assert us2.calls.last.request.headers["Authorization"] == "Bearer t2"
+
+
+async def test_json_body_is_compact_json(router: respx.MockRouter) -> None:
+    route = router.post(GET_CASES).respond(200, json=envelope([]))
+    async with client(router) as mc:
+        await mc.get_cases(["a", "b"])
+    assert json.loads(route.calls.last.request.content) == {"ids": ["a", "b"]}
