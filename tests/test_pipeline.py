@@ -67,10 +67,9 @@ async def test_credentials_from_environment(
 
 async def test_one_token_for_fifty_concurrent_calls(router: respx.MockRouter) -> None:
     route = router.post(GET_CASES).respond(200, json=envelope([{"id": "c"}]))
-    async with client(router, max_concurrency=50) as mc:
-        async with anyio.create_task_group() as tg:
-            for _ in range(50):
-                tg.start_soon(mc.get_cases, ["c"])
+    async with client(router, max_concurrency=50) as mc, anyio.create_task_group() as tg:
+        for _ in range(50):
+            tg.start_soon(mc.get_cases, ["c"])
     assert router.routes["token"].call_count == 1
     assert route.call_count == 50
 

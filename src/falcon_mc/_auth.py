@@ -24,7 +24,7 @@ from .models import parse_retry_after
 
 __all__ = ["TokenManager"]
 
-TOKEN_PATH = "/oauth2/token"
+TOKEN_PATH = "/oauth2/token"  # noqa: S105 - a route, not a secret
 REVOKE_PATH = "/oauth2/revoke"
 
 
@@ -32,7 +32,7 @@ class _TokenReply(BaseModel):
     model_config = ConfigDict(extra="allow")
     access_token: SecretStr
     expires_in: float = 1799.0
-    token_type: str = "bearer"
+    token_type: str = "bearer"  # noqa: S105
 
 
 _TOKEN_REPLY = _TokenReply.model_validate_json
@@ -64,7 +64,7 @@ class TokenManager:
         self._token: SecretStr | None = None
         self._expires_at = 0.0
         self._lock = anyio.Lock()
-        self._rng = random.Random()  # noqa: S311 - jitter, not crypto
+        self._rng = random.Random()
         self.fetch_count = 0
 
     def __repr__(self) -> str:

@@ -106,7 +106,7 @@ class Pipeline:
         self.auth = auth
         self.gate = gate
         self.limiter = limiter
-        self._rng = random.Random()  # noqa: S311 - jitter, not crypto
+        self._rng = random.Random()
 
     async def call(
         self,
@@ -174,7 +174,7 @@ class Pipeline:
                         refreshed = True
                         logger.debug("%s: 401, fetching a fresh token and replaying once", op.id)
                         continue
-                    if response.status_code >= 400:
+                    if not response.is_success:
                         raise await self._status_failure(op, response)
                     return response
             except _Attempt as failed:
@@ -211,24 +211,21 @@ class Pipeline:
             "Accept": "application/json",
             "User-Agent": USER_AGENT,
         }
-        stream: httpx.AsyncByteStream | None = None
+        payload: bytes | httpx.AsyncByteStream | None = content
         if content is not None:
             headers["Content-Type"] = "application/json"
         elif body is not None:
             built = await body()
-            headers.update(built.headers)
-            stream = built.stream
-        request = self.http.build_request(
+            headers.update(built.headers)  # Content-Length is known: no chunked encoding
+            payload = built.stream
+        return self.http.build_request(
             op.method,
             op.path,
             params=params,
             headers=headers,
-            content=content,
+            content=payload,
             timeout=options.timeout,
         )
-        if stream is not None:
-            request.stream = stream
-        return request
 
     async def _attempt(self, op: Operation, request: httpx.Request, *, stream: bool) -> httpx.Response:
         """One send; transport failures become :class:`_Attempt` with what we know of them."""
@@ -252,7 +249,7 @@ class Pipeline:
                 APIConnectionError(f"{op.id}: connection failed ({type(exc).__name__}: {exc})"),
             ) from None
         self.gate.record(RateLimit.from_headers(response.headers))
-        if not stream or response.status_code >= 400:
+        if not stream or not response.is_success:
             await self._read(op, response)
         logger.debug(
             "%s %s -> %d in %.3fs (trace id %s)",

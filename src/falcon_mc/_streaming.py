@@ -17,7 +17,7 @@ import anyio
 import httpx
 
 from ._exceptions import APIConnectionError, APIResponseValidationError, APITimeoutError
-from ._filenames import parse_content_disposition_filename, sanitize_filename
+from ._filenames import parse_content_disposition_filename, safe_join, sanitize_filename
 from ._pipeline import RequestBody
 
 __all__ = ["AttachmentDownload", "FileSource", "MultipartUpload"]
@@ -112,7 +112,7 @@ class AttachmentDownload:
         """
         target = Path(path)
         if await anyio.Path(target).is_dir():
-            target = target / self.filename
+            target = safe_join(target, self.filename)
         part = target.with_name(target.name + ".part")
         try:
             async with await anyio.open_file(part, "wb") as out:

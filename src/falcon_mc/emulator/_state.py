@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -355,7 +354,9 @@ class _Seeder:
         n_hosts = rng.choice((0, 1, 1, 1, 2, 3)) if case_type != "fc:contact" else 0
         hosts = [self.host() for _ in range(n_hosts)]
         aids = [store.hex32() for _ in hosts]
-        ips = [f"10.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}" for _ in hosts]
+        ips = [
+            f"10.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}" for _ in hosts
+        ]
         host = hosts[0] if hosts else "the console"
         title = rng.choice(_SUBJECTS[case_type]).format(
             host=host, proc=rng.choice(_PROCS), minor=rng.randrange(10, 25)
@@ -427,9 +428,3 @@ class _Seeder:
                 data = _TINY_PDF
             store.add_attachment(case_id, name, data, user_uuid=customer, created_time=att_when)
 
-
-def make_clock_default() -> Callable[[], float]:
-    """The default monotonic clock."""
-    import time
-
-    return time.monotonic

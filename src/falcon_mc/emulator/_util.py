@@ -27,7 +27,7 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "M": 30 * 8640
 
 
 def format_time(moment: datetime | float) -> str:
-    """Format a datetime (or epoch seconds) as RFC 3339 in UTC with a ``Z``: ``2025-01-02T03:04:05Z``."""
+    """Format a datetime (or epoch seconds) as RFC 3339 UTC: ``2025-01-02T03:04:05Z``."""
     if not isinstance(moment, datetime):
         moment = datetime.fromtimestamp(moment, UTC)
     moment = moment.astimezone(UTC)

@@ -1,0 +1,338 @@
+"""A parser and evaluator for the FQL subset the Message Center filters accept.
+
+Grammar (whitespace is allowed between tokens)::
+
+    filter     := or
+    or         := and ( "," and )*
+    and        := unary ( "+" unary | <whitespace> unary )*      # "+" binds tighter than ","
+    unary      := "!" "(" or ")" | "(" or ")" | comparison
+    comparison := FIELD ":" [ "!" | "~" | "!~" | ">" | ">=" | "<" | "<=" ] value
+    value      := "'" chars "'" | '"' chars '"' | "[" value ( "," value )* "]" | bare
+    bare       := one or more characters other than whitespace and + , ( ) [ ] ' "
+
+Semantics: string equality is case-insensitive; ``*`` in a value is a wildcard; ``~`` is a
+case-insensitive "contains"; ``!`` negates; a list matches any of its values; multi-valued fields
+(``case.hosts``...) match when any of their values matches (``!`` when none does). ``>``/``<``...
+compare timestamps as instants on time fields, numbers numerically, other strings
+lexicographically. ``_all`` is full text: it matches when any text field *contains* the value.
+Inside quotes, a backslash escapes the next character (``\\'``, ``\\\\``). A literal ``+``
+decoded as a space in a URL works too (whitespace between terms means "and").
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from ._util import parse_time, parse_time_or_none
+
+__all__ = ["And", "Cmp", "FQLError", "Node", "Not", "Or", "evaluate", "parse"]
+
+
+class FQLError(ValueError):
+    """A malformed filter or a field that may not be filtered on."""
+
+
+@dataclass(frozen=True)
+class Cmp:
+    """``field:<op><values>``."""
+
+    field: str
+    op: str  # "=", "!=", "~", "!~", ">", ">=", "<", "<="
+    values: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class And:
+    """All of ``items``."""
+
+    items: tuple[Node, ...]
+
+
+@dataclass(frozen=True)
+class Or:
+    """Any of ``items``."""
+
+    items: tuple[Node, ...]
+
+
+@dataclass(frozen=True)
+class Not:
+    """Not ``item``."""
+
+    item: Node
+
+
+Node = Cmp | And | Or | Not
+
+_FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
+_BARE_STOP = set(" \t\r\n+,()[]'\"")
+_OPS = ("!~", ">=", "<=", "!", "~", ">", "<")
+
+
+class _Parser:
+    def __init__(self, text: str, fields: Iterable[str]) -> None:
+        self.text = text
+        self.pos = 0
+        self.fields = frozenset(fields)
+
+    def fail(self, message: str) -> FQLError:
+        return FQLError(f"invalid filter at position {self.pos}: {message}")
+
+    def ws(self) -> None:
+        while self.pos < len(self.text) and self.text[self.pos].isspace():
+            self.pos += 1
+
+    def peek(self) -> str:
+        return self.text[self.pos] if self.pos < len(self.text) else ""
+
+    def parse(self) -> Node:
+        node = self.or_()
+        self.ws()
+        if self.pos != len(self.text):
+            raise self.fail(f"unexpected {self.peek()!r}")
+        return node
+
+    def or_(self) -> Node:
+        items = [self.and_()]
+        while True:
+            self.ws()
+            if self.peek() != ",":
+                break
+            self.pos += 1
+            items.append(self.and_())
+        return items[0] if len(items) == 1 else Or(tuple(items))
+
+    def and_(self) -> Node:
+        items = [self.unary()]
+        while True:
+            start = self.pos
+            self.ws()
+            ch = self.peek()
+            if ch == "+":
+                self.pos += 1
+                items.append(self.unary())
+            elif self.pos > start and ch and (ch == "(" or ch == "!" or _FIELD.match(ch)):
+                items.append(self.unary())
+            else:
+                self.pos = start
+                break
+        return items[0] if len(items) == 1 else And(tuple(items))
+
+    def unary(self) -> Node:
+        self.ws()
+        ch = self.peek()
+        if ch == "!" and self.text.startswith("(", self.pos + 1):
+            self.pos += 1
+            return Not(self.group())
+        if ch == "(":
+            return self.group()
+        return self.comparison()
+
+    def group(self) -> Node:
+        self.pos += 1  # "("
+        node = self.or_()
+        self.ws()
+        if self.peek() != ")":
+            raise self.fail("expected ')'")
+        self.pos += 1
+        return node
+
+    def comparison(self) -> Cmp:
+        match = _FIELD.match(self.text, self.pos)
+        if not match:
+            if not self.peek():
+                raise self.fail("expected a field name, found the end of the filter")
+            raise self.fail(f"expected a field name, found {self.peek()!r}")
+        name = match.group(0)
+        if name not in self.fields:
+            raise FQLError(
+                f"invalid filter field {name!r}; allowed fields: {', '.join(sorted(self.fields))}"
+            )
+        self.pos = match.end()
+        self.ws()
+        if self.peek() != ":":
+            raise self.fail(f"expected ':' after field {name!r}")
+        self.pos += 1
+        self.ws()
+        op = "="
+        for candidate in _OPS:
+            if self.text.startswith(candidate, self.pos):
+                op = {"!": "!=", "~": "~", "!~": "!~"}.get(candidate, candidate)
+                self.pos += len(candidate)
+                break
+        self.ws()
+        values = self.values()
+        if op in (">", ">=", "<", "<=") and len(values) != 1:
+            raise self.fail(f"operator {op!r} takes a single value")
+        return Cmp(name, op, values)
+
+    def values(self) -> tuple[str, ...]:
+        if self.peek() == "[":
+            self.pos += 1
+            items = [self.scalar()]
+            while True:
+                self.ws()
+                ch = self.peek()
+                if ch == ",":
+                    self.pos += 1
+                    items.append(self.scalar())
+                elif ch == "]":
+                    self.pos += 1
+                    return tuple(items)
+                else:
+                    raise self.fail("expected ',' or ']' in a value list")
+        return (self.scalar(),)
+
+    def scalar(self) -> str:
+        self.ws()
+        ch = self.peek()
+        if ch in ("'", '"'):
+            quote = ch
+            self.pos += 1
+            out: list[str] = []
+            while True:
+                if self.pos >= len(self.text):
+                    raise self.fail("unterminated quoted value")
+                c = self.text[self.pos]
+                if c == "\\" and self.pos + 1 < len(self.text):
+                    out.append(self.text[self.pos + 1])
+                    self.pos += 2
+                    continue
+                self.pos += 1
+                if c == quote:
+                    return "".join(out)
+                out.append(c)
+        start = self.pos
+        while self.pos < len(self.text) and self.text[self.pos] not in _BARE_STOP:
+            self.pos += 1
+        if self.pos == start:
+            found = repr(ch) if ch else "the end of the filter"
+            raise self.fail(f"expected a value, found {found}")
+        return self.text[start : self.pos]
+
+
+def parse(text: str, fields: Iterable[str]) -> Node | None:
+    """Parse ``text`` (``None`` for an empty filter); raise :class:`FQLError` if malformed.
+
+    Example::
+
+        parse("case.status:'open'+case.type:!'fc:contact'", {"case.status", "case.type"})
+    """
+    if not text or not text.strip():
+        return None
+    return _Parser(text, fields).parse()
+
+
+Resolver = Callable[[str], Sequence[str]]
+
+
+_PATTERNS: dict[str, re.Pattern[str]] = {}
+
+
+def _compile(pattern: str) -> re.Pattern[str]:
+    compiled = _PATTERNS.get(pattern)
+    if compiled is None:
+        regex = ".*".join(re.escape(part) for part in pattern.split("*"))
+        compiled = re.compile(regex, re.IGNORECASE | re.DOTALL)
+        if len(_PATTERNS) < 4096:
+            _PATTERNS[pattern] = compiled
+    return compiled
+
+
+def _is_time_field(field: str) -> bool:
+    return field.endswith(("created_time", "last_modified_time"))
+
+
+def _as_number(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def _eq(field: str, value: str, pattern: str) -> bool:
+    if "*" in pattern:
+        return _compile(pattern).fullmatch(value) is not None
+    if value.casefold() == pattern.casefold():
+        return True
+    if _is_time_field(field):
+        a, b = parse_time_or_none(value), parse_time_or_none(pattern)
+        return a is not None and a == b
+    return False
+
+
+def _contains(value: str, pattern: str) -> bool:
+    if "*" in pattern:
+        return _compile(f"*{pattern}*").fullmatch(value) is not None
+    return pattern.casefold() in value.casefold()
+
+
+def _order(field: str, op: str, value: str, bound: str) -> bool:
+    left: float | str | None
+    right: float | str | None
+    if _is_time_field(field):
+        left, right = parse_time_or_none(value), parse_time(bound)
+    else:
+        num = _as_number(bound)
+        if num is not None:
+            left, right = _as_number(value), num
+        else:
+            left, right = value.casefold(), bound.casefold()
+    if left is None:
+        return False
+    if op == ">":
+        return left > right  # type: ignore[operator]
+    if op == ">=":
+        return left >= right  # type: ignore[operator]
+    if op == "<":
+        return left < right  # type: ignore[operator]
+    return left <= right  # type: ignore[operator]
+
+
+def check_times(node: Node | None) -> None:
+    """Raise :class:`FQLError` if a range comparison on a time field has an unparseable bound."""
+    if node is None:
+        return
+    if isinstance(node, Cmp):
+        if node.op in (">", ">=", "<", "<=") and _is_time_field(node.field):
+            try:
+                parse_time(node.values[0])
+            except (ValueError, OverflowError):
+                raise FQLError(
+                    f"invalid timestamp {node.values[0]!r} for field {node.field!r}"
+                ) from None
+        return
+    if isinstance(node, Not):
+        check_times(node.item)
+        return
+    for item in node.items:
+        check_times(item)
+
+
+def _match_cmp(node: Cmp, resolve: Resolver) -> bool:
+    values = resolve(node.field)
+    op = node.op
+    if node.field == "_all" and op in ("=", "!="):
+        op = "~" if op == "=" else "!~"
+    if op in ("=", "!="):
+        hit = any(_eq(node.field, v, p) for v in values for p in node.values)
+        return hit if op == "=" else not hit
+    if op in ("~", "!~"):
+        hit = any(_contains(v, p) for v in values for p in node.values)
+        return hit if op == "~" else not hit
+    return any(_order(node.field, op, v, node.values[0]) for v in values)
+
+
+def evaluate(node: Node | None, resolve: Resolver) -> bool:
+    """Whether the document behind ``resolve`` (field name -> its values) matches ``node``."""
+    if node is None:
+        return True
+    if isinstance(node, Cmp):
+        return _match_cmp(node, resolve)
+    if isinstance(node, And):
+        return all(evaluate(item, resolve) for item in node.items)
+    if isinstance(node, Or):
+        return any(evaluate(item, resolve) for item in node.items)
+    return not evaluate(node.item, resolve)

@@ -1,0 +1,155 @@
+"""A small HTTP/1.1 server over h11 and anyio: the emulator on a real loopback socket.
+
+Keep-alive, Content-Length and chunked request bodies, streamed replies, and exact control of
+the connection for faults (close before or after processing, truncated bodies).
+"""
+
+from __future__ import annotations
+
+import http
+from collections.abc import AsyncGenerator
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import h11
+from anyio.abc import SocketAttribute, SocketStream, TaskStatus
+
+from ._http import Request
+
+if TYPE_CHECKING:
+    from ._app import Service
+
+__all__ = ["Server"]
+
+_RECV = 256 * 1024
+_HEADERS_MAX = 64 * 1024
+
+
+class _ClientGone(Exception):
+    pass
+
+
+def _reason(status: int) -> bytes:
+    try:
+        return http.HTTPStatus(status).phrase.encode()
+    except ValueError:
+        return b""
+
+
+class Server:
+    """Serve ``service`` on ``host:port`` until :meth:`stop` (``port=0`` picks a free port)."""
+
+    def __init__(self, service: Service, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.service = service
+        self.host = host
+        self.port = port
+        self.url = ""
+        self._scope: anyio.CancelScope | None = None
+
+    async def run(self, *, task_status: TaskStatus[str] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Listen and serve; reports the base URL through ``task_status`` once listening."""
+        with anyio.CancelScope() as scope:
+            self._scope = scope
+            listener = await anyio.create_tcp_listener(local_host=self.host, local_port=self.port)
+            async with listener:
+                port = listener.extra(SocketAttribute.local_port)  # noqa: S610
+                host = f"[{self.host}]" if ":" in self.host else self.host
+                self.url = f"http://{host}:{port}"
+                task_status.started(self.url)
+                await listener.serve(self._connection)
+
+    def stop(self) -> None:
+        """Stop listening and close every connection (call from the server's event loop)."""
+        if self._scope is not None:
+            self._scope.cancel()
+
+    async def _connection(self, stream: SocketStream) -> None:
+        async with stream:
+            try:
+                await self._serve(stream)
+            except (_ClientGone, h11.ProtocolError, anyio.BrokenResourceError,
+                    anyio.ClosedResourceError, anyio.EndOfStream, ConnectionError):
+                return
+
+    async def _event(self, conn: h11.Connection, stream: SocketStream) -> Any:
+        while True:
+            event = conn.next_event()
+            if event is not h11.NEED_DATA:
+                return event
+            try:
+                data = await stream.receive(_RECV)
+            except (anyio.EndOfStream, anyio.BrokenResourceError, ConnectionError):
+                data = b""
+            conn.receive_data(data)
+
+    async def _body(
+        self, conn: h11.Connection, stream: SocketStream
+    ) -> AsyncGenerator[bytes, None]:
+        while True:
+            event = await self._event(conn, stream)
+            if isinstance(event, h11.Data):
+                yield bytes(event.data)
+            elif isinstance(event, h11.EndOfMessage):
+                return
+            else:
+                raise _ClientGone
+
+    async def _send(self, conn: h11.Connection, stream: SocketStream, event: Any) -> None:
+        parts = conn.send_with_data_passthrough(event)
+        if parts:
+            for part in parts:
+                if part:
+                    await stream.send(part)
+
+    async def _serve(self, stream: SocketStream) -> None:
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=_HEADERS_MAX)
+        while True:
+            event = await self._event(conn, stream)
+            if not isinstance(event, h11.Request):
+                return  # ConnectionClosed, or garbage
+            target = event.target.decode("latin-1")
+            path, _, query = target.partition("?")
+            headers: dict[str, str] = {}
+            for name, value in event.headers:
+                key = name.decode("latin-1").lower()
+                text = value.decode("latin-1")
+                headers[key] = f"{headers[key]}, {text}" if key in headers else text
+            body = self._body(conn, stream)
+            request = Request(
+                method=event.method.decode("ascii"),
+                path=path,
+                query_string=query,
+                headers=headers,
+                body=body,
+            )
+            try:
+                reply = await self.service.handle(request)
+                if reply.drop:
+                    return
+                await request.drain()
+            finally:
+                await body.aclose()
+            out_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers]
+            closing = headers.get("connection", "").lower() == "close"
+            if closing or conn.their_state is h11.MUST_CLOSE:
+                out_headers.append((b"Connection", b"close"))
+            await self._send(
+                conn, stream,
+                h11.Response(status_code=reply.status, headers=out_headers,
+                             reason=_reason(reply.status)),
+            )
+            chunks = reply.iter_chunks()
+            try:
+                async for chunk in chunks:
+                    if chunk:
+                        await self._send(conn, stream, h11.Data(data=chunk))
+            finally:
+                closer = getattr(chunks, "aclose", None)
+                if closer is not None:
+                    await closer()
+            if reply.abort:
+                return
+            await self._send(conn, stream, h11.EndOfMessage())
+            if conn.our_state is h11.MUST_CLOSE:
+                return
+            conn.start_next_cycle()
