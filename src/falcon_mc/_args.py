@@ -108,15 +108,24 @@ def normalize_ids(ids: object, *, argument: str = "ids") -> list[str]:
     return list(dict.fromkeys(items))
 
 
+# Wire key -> the Python keyword that fills it (FalconPy's convention).
+_KEYWORDS = {"body": "content"}
+
+
 def build_model(argument: str, model: type[M], data: object) -> M:
-    """Validate ``data`` (a mapping or model) into ``model``; problems become InvalidArgumentError."""
+    """Validate ``data`` (a mapping or model) into ``model``; problems become InvalidArgumentError.
+
+    ``argument`` is the keyword the data came in (``"body"`` for a raw payload); when empty, the
+    data was built from keywords and the error names the keyword (``content`` for ``body``).
+    """
     if isinstance(data, model):
         return data
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise InvalidArgumentError(
-            f"{argument}.{where}" if where else argument, first["msg"]
-        ) from None
+        loc = [str(p) for p in first["loc"]]
+        if not argument and loc:
+            loc[0] = _KEYWORDS.get(loc[0], loc[0])
+        name = ".".join([argument, *loc] if argument else loc) or argument or "body"
+        raise InvalidArgumentError(name, first["msg"]) from None

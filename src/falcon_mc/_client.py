@@ -7,6 +7,7 @@ hands it to the one request pipeline (:mod:`falcon_mc._pipeline`).
 from __future__ import annotations
 
 import copy
+import io
 import os
 import warnings
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -468,7 +469,7 @@ class AsyncMessageCenter:
             "body": content, "title": title, "type": type, "user_uuid": user_uuid,
             "detections": list(detections), "incidents": list(incidents),
         }
-        model = build_model("body", CaseCreationRequest, request)
+        model = build_model("body" if body is not None else "", CaseCreationRequest, request)
         self._check_fields(model, "body", "title", "type", "user_uuid")
         return await self._write(ops.CREATE_CASE, _AFFECTED, _dump(model))
 
@@ -506,7 +507,7 @@ class AsyncMessageCenter:
                 "malware_submission_id": malware_submission_id or "",
                 "recon_rule_type": recon_rule_type or "",
             }
-        model = build_model("body", CaseCreationRequestV2, request)
+        model = build_model("body" if body is not None else "", CaseCreationRequestV2, request)
         self._check_fields(model, "body", "title", "type")
         return await self._write(ops.CREATE_CASE_V2, _AFFECTED, _dump(model))
 
@@ -536,7 +537,7 @@ class AsyncMessageCenter:
             "id": id, "body": content if content is not None else "",
             "detections": list(detections), "incidents": list(incidents),
         }
-        model = build_model("body", CaseUpdateRequest, request)
+        model = build_model("body" if body is not None else "", CaseUpdateRequest, request)
         self._check_fields(model, "id")
         return await self._write(ops.UPDATE_CASE, _AFFECTED, _dump(model))
 
@@ -558,7 +559,7 @@ class AsyncMessageCenter:
         request = body if body is not None else {
             "case_id": case_id, "body": content, "user_uuid": user_uuid, "type": type,
         }
-        model = build_model("body", ActivityCreationRequest, request)
+        model = build_model("body" if body is not None else "", ActivityCreationRequest, request)
         self._check_fields(model, "case_id", "body", "user_uuid")
         if model.type != "comment":
             raise InvalidArgumentError(
@@ -667,7 +668,7 @@ class AsyncMessageCenter:
         name = filename or Path(str(getattr(file, "name", ""))).name
         if not name:
             raise InvalidArgumentError("filename", "required when the file object has no name")
-        if "b" not in getattr(file, "mode", "b"):
+        if isinstance(file, io.TextIOBase) or "b" not in getattr(file, "mode", "b"):
             raise InvalidArgumentError("file", "open the file in binary mode ('rb')")
         if file.seekable():
             start = file.tell()

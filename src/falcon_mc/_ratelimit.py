@@ -68,5 +68,6 @@ class RateLimitGate:
     async def wait(self) -> None:
         """Wait until this task may send (no-op when there is no back-off or pacing)."""
         delay = self.delay()
-        if delay > 0:
+        while delay > 0:
             await anyio.sleep(delay)
+            delay = self._not_before - self._clock()  # a 429 may have moved the deadline

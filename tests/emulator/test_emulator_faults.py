@@ -1,0 +1,182 @@
+"""Rate limits and fault injection, observable and reproducible."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from falcon_mc.emulator import Emulator
+
+from .helpers import BASE, FakeClock
+
+QUERY = "/message-center/queries/cases/v1"
+GET = "/message-center/entities/cases/GET/v1"
+COMMENT = "/message-center/entities/case-activity/v1"
+COMMENT_BODY = {"case_id": "c2", "body": "hi", "type": "comment", "user_uuid": "u"}
+
+
+async def test_rate_limit_window(
+    http: httpx.AsyncClient, emu: Emulator, clock: FakeClock, wall: FakeClock
+) -> None:
+    emu.settings.rate_limit_per_minute = 3
+    remaining = []
+    for _ in range(3):
+        reply = await http.get(QUERY)
+        assert reply.status_code == 200
+        assert reply.headers["X-RateLimit-Limit"] == "3"
+        remaining.append(reply.headers["X-RateLimit-Remaining"])
+        clock.advance(10)
+    assert remaining == ["2", "1", "0"]
+    limited = await http.get(QUERY)
+    assert limited.status_code == 429
+    assert limited.headers["X-RateLimit-Remaining"] == "0"
+    # the first request was at t=1000, now is 1030: a slot frees 30 s from now
+    assert int(limited.headers["X-RateLimit-RetryAfter"]) == int((wall.now + 30) * 1000)
+    assert limited.json()["errors"][0]["code"] == 429
+    assert emu.stats.rate_limited == 1
+    clock.advance(30)
+    assert (await http.get(QUERY)).status_code == 200
+
+
+async def test_unlimited_still_sends_headers(http: httpx.AsyncClient) -> None:
+    for expected in ("5999", "5998"):
+        reply = await http.get(QUERY)
+        assert reply.headers["X-RateLimit-Limit"] == "6000"
+        assert reply.headers["X-RateLimit-Remaining"] == expected
+
+
+async def test_status_fault(http: httpx.AsyncClient, emu: Emulator) -> None:
+    rule = emu.faults.add(operation="GetCaseEntitiesByIDs", kind="status", status=503, count=1)
+    failed = await http.post(GET, json={"ids": ["c1"]})
+    assert failed.status_code == 503
+    assert failed.json()["errors"][0]["code"] == 503
+    assert failed.headers["X-CS-TRACEID"]
+    assert (await http.get(QUERY)).status_code == 200  # other operations unaffected
+    assert (await http.post(GET, json={"ids": ["c1"]})).status_code == 200  # count used up
+    assert rule.fired == 1
+    assert emu.stats.faults["status"] == 1
+    assert emu.stats.requests["GetCaseEntitiesByIDs"] == 2
+
+
+async def test_status_fault_does_not_process(http: httpx.AsyncClient, emu: Emulator) -> None:
+    emu.faults.add(operation="CaseAddActivity", kind="status", status=500)
+    assert (await http.post(COMMENT, json=COMMENT_BODY)).status_code == 500
+    assert emu.activity_ids("c2") == []
+
+
+async def test_drop_before_has_no_effect(http: httpx.AsyncClient, emu: Emulator) -> None:
+    emu.faults.add(operation="CaseAddActivity", kind="drop_before", count=1)
+    with pytest.raises(httpx.RemoteProtocolError, match="without sending a response"):
+        await http.post(COMMENT, json=COMMENT_BODY)
+    assert emu.activity_ids("c2") == []
+    assert (await http.post(COMMENT, json=COMMENT_BODY)).status_code == 200
+    assert len(emu.activity_ids("c2")) == 1
+
+
+async def test_drop_after_changes_state(http: httpx.AsyncClient, emu: Emulator) -> None:
+    emu.faults.add(operation="CaseAddActivity", kind="drop_after")
+    with pytest.raises(httpx.RemoteProtocolError):
+        await http.post(COMMENT, json=COMMENT_BODY)
+    assert len(emu.activity_ids("c2")) == 1
+    assert emu.stats.faults["drop_after"] == 1
+
+
+async def test_truncate(http: httpx.AsyncClient, emu: Emulator) -> None:
+    att = emu.add_attachment("c1", "notes.txt", b"x" * 1000)
+    emu.faults.add(operation="CaseDownloadAttachment", kind="truncate", fraction=0.25)
+    async with http.stream(
+        "GET", "/message-center/entities/case-attachment/v1", params={"id": att}
+    ) as reply:
+        assert reply.headers["Content-Length"] == "1000"
+        received = bytearray()
+        with pytest.raises(httpx.RemoteProtocolError, match="incomplete|complete message body"):
+            async for chunk in reply.aiter_raw():
+                received += chunk
+    assert len(received) == 250
+
+
+async def test_truncate_json(http: httpx.AsyncClient, emu: Emulator) -> None:
+    emu.faults.add(operation="QueryCasesIdsByFilter", kind="truncate")
+    with pytest.raises(httpx.RemoteProtocolError):
+        await http.get(QUERY)
+
+
+async def test_slow_body(http: httpx.AsyncClient, emu: Emulator) -> None:
+    emu.faults.add(operation="QueryCasesIdsByFilter", kind="slow_body", delay=0, chunk_size=7)
+    async with http.stream("GET", QUERY) as reply:
+        chunks = [chunk async for chunk in reply.aiter_raw()]
+    assert all(len(c) == 7 for c in chunks[:-1])
+    assert len(chunks) > 3
+    body = b"".join(chunks)
+    assert b'"total":6' in body
+
+
+async def test_rate_limit_storm(http: httpx.AsyncClient, emu: Emulator, wall: FakeClock) -> None:
+    emu.faults.add(kind="rate_limit", retry_after=2.5, count=3)
+    statuses = [(await http.get(QUERY)).status_code for _ in range(4)]
+    assert statuses == [429, 429, 429, 200]
+    limited = await http.post(GET, json={"ids": ["c1"]})
+    assert limited.status_code == 200
+    emu.faults.add(kind="rate_limit", retry_after=2.5)
+    reply = await http.get(QUERY)
+    assert reply.headers["X-RateLimit-RetryAfter"] == str(int((wall.now + 2.5) * 1000))
+    assert reply.headers["X-RateLimit-Remaining"] == "0"
+    assert emu.stats.rate_limited == 4
+
+
+async def test_latency_fault_counts(http: httpx.AsyncClient, emu: Emulator) -> None:
+    emu.faults.add(kind="latency", delay=0.001)
+    assert (await http.get(QUERY)).status_code == 200
+    assert emu.stats.faults["latency"] == 1
+
+
+async def test_star_leaves_token_endpoint_alone(anon: httpx.AsyncClient, emu: Emulator) -> None:
+    emu.faults.add(kind="status", status=500)
+    token = await anon.post("/oauth2/token", data={"client_id": "a", "client_secret": "b"})
+    assert token.status_code == 201
+    emu.faults.add(operation="oauth2AccessToken", kind="status", status=502)
+    token = await anon.post("/oauth2/token", data={"client_id": "a", "client_secret": "b"})
+    assert token.status_code == 502
+    emu.faults.clear()
+    token = await anon.post("/oauth2/token", data={"client_id": "a", "client_secret": "b"})
+    assert token.status_code == 201
+
+
+async def pattern(seed: int) -> list[int]:
+    emu = Emulator(seed=seed)
+    emu.faults.add(kind="status", status=503, rate=0.5)
+    headers = {"Authorization": f"Bearer {emu.issue_token()}"}
+    async with httpx.AsyncClient(
+        transport=emu.transport(), base_url=BASE, headers=headers
+    ) as client:
+        return [(await client.get(QUERY)).status_code for _ in range(32)]
+
+
+async def test_faults_are_reproducible() -> None:
+    first, again, other = await pattern(5), await pattern(5), await pattern(6)
+    assert first == again
+    assert first != other
+    assert 503 in first
+    assert 200 in first
+
+
+async def test_faults_reseed(http: httpx.AsyncClient, emu: Emulator) -> None:
+    emu.faults.add(kind="status", rate=0.5)
+    emu.faults.seed(11)
+    one = [(await http.get(QUERY)).status_code for _ in range(16)]
+    emu.faults.seed(11)
+    two = [(await http.get(QUERY)).status_code for _ in range(16)]
+    assert one == two
+
+
+def test_bad_rules_rejected(emu: Emulator) -> None:
+    with pytest.raises(ValueError, match="kind"):
+        emu.faults.add(kind="explode")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="rate"):
+        emu.faults.add(rate=2)
+    assert len(emu.faults) == 0
+
+
+async def test_settings_latency(http: httpx.AsyncClient, emu: Emulator) -> None:
+    emu.settings.latency = 0.001
+    assert (await http.get(QUERY)).status_code == 200

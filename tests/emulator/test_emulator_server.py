@@ -1,0 +1,211 @@
+"""The loopback server (h11 over anyio in a thread), the ASGI app, and `run`."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator, Iterator
+
+import anyio
+import httpx
+import pytest
+
+from falcon_mc.emulator import ConnectionDropped, Emulator
+
+from .helpers import BASE
+
+QUERY = "/message-center/queries/cases/v1"
+ATTACHMENT = "/message-center/entities/case-attachment/v1"
+
+
+@pytest.fixture
+def served(emu: Emulator) -> Iterator[str]:
+    """The emulator served on loopback."""
+    with emu.serve() as url:
+        yield url
+
+
+def auth(emu: Emulator) -> dict[str, str]:
+    return {"Authorization": f"Bearer {emu.issue_token()}"}
+
+
+def test_sync_client_keep_alive(served: str, emu: Emulator) -> None:
+    assert served.startswith("http://127.0.0.1:")
+    with httpx.Client(base_url=served) as client:
+        token = client.post("/oauth2/token", data={"client_id": "a", "client_secret": "b"})
+        assert token.status_code == 201
+        headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
+        for _ in range(5):
+            reply = client.get(QUERY, params={"limit": 2}, headers=headers)
+            assert reply.status_code == 200
+            assert reply.json()["meta"]["pagination"]["total"] == 6
+        assert client.get("/nope").status_code == 404
+        assert client.put(QUERY).status_code == 405
+    assert emu.stats.requests["QueryCasesIdsByFilter"] == 5
+
+
+def test_connection_close_honoured(served: str, emu: Emulator) -> None:
+    port = int(served.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(
+            b"GET /message-center/queries/cases/v1 HTTP/1.1\r\nHost: x\r\n"
+            b"Connection: close\r\nAuthorization: Bearer " + emu.issue_token().encode()
+            + b"\r\n\r\n"
+        )
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200")
+    assert b"connection: close" in head.lower()
+    assert b'"total":6' in body
+
+
+def test_chunked_request_body(served: str, emu: Emulator) -> None:
+    def body() -> Iterator[bytes]:
+        yield b'{"case_id": "c2", "body": "chunked",'
+        yield b' "type": "comment", "user_uuid": "u"}'
+
+    with httpx.Client(base_url=served, headers=auth(emu)) as client:
+        reply = client.post(
+            "/message-center/entities/case-activity/v1", content=body(),
+            headers={"Content-Type": "application/json"},
+        )
+    assert reply.status_code == 200
+    assert [emu.activities[a]["body"] for a in emu.activity_ids("c2")] == ["chunked"]
+
+
+async def test_large_upload_and_streamed_download(served: str, emu: Emulator) -> None:
+    emu.settings.max_attachment_bytes = 8 * 2**20
+    data = bytes(range(256)) * (8 * 2**12)  # 8 MiB
+    async with httpx.AsyncClient(base_url=served, headers=auth(emu)) as client:
+        up = await client.post(
+            ATTACHMENT, data={"case_id": "c1", "user_uuid": "u"},
+            files={"file": ("big.pdf", data)},
+        )
+        assert up.status_code == 200
+        att = up.json()["resources"][0]["id"]
+        async with client.stream("GET", ATTACHMENT, params={"id": att}) as reply:
+            assert reply.headers["Content-Length"] == str(len(data))
+            received = bytearray()
+            async for chunk in reply.aiter_bytes():
+                received += chunk
+    assert received == data
+
+
+async def test_rejected_upload_keeps_connection_usable(served: str, emu: Emulator) -> None:
+    emu.settings.max_attachment_bytes = 1024
+    async with httpx.AsyncClient(base_url=served, headers=auth(emu)) as client:
+        big = await client.post(
+            ATTACHMENT, data={"case_id": "c1", "user_uuid": "u"},
+            files={"file": ("big.txt", b"x" * (3 * 2**20))},
+        )
+        assert big.status_code == 400
+        assert (await client.get(QUERY)).status_code == 200
+
+
+async def test_many_concurrent_connections(served: str, emu: Emulator) -> None:
+    limits = httpx.Limits(max_connections=200)
+    results: list[int] = []
+    async with httpx.AsyncClient(base_url=served, headers=auth(emu), limits=limits) as client:
+
+        async def one() -> None:
+            results.append((await client.get(QUERY)).status_code)
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(200):
+                tg.start_soon(one)
+    assert results == [200] * 200
+
+
+async def test_drop_faults_over_socket(served: str, emu: Emulator) -> None:
+    body = {"case_id": "c2", "body": "x", "type": "comment", "user_uuid": "u"}
+    async with httpx.AsyncClient(base_url=served, headers=auth(emu)) as client:
+        emu.faults.add(operation="CaseAddActivity", kind="drop_before", count=1)
+        with pytest.raises(httpx.TransportError):
+            await client.post("/message-center/entities/case-activity/v1", json=body)
+        assert emu.activity_ids("c2") == []
+        emu.faults.add(operation="CaseAddActivity", kind="drop_after", count=1)
+        with pytest.raises(httpx.TransportError):
+            await client.post("/message-center/entities/case-activity/v1", json=body)
+        assert len(emu.activity_ids("c2")) == 1
+        assert (await client.get(QUERY)).status_code == 200
+
+
+async def test_truncate_over_socket(served: str, emu: Emulator) -> None:
+    att = emu.add_attachment("c1", "notes.txt", b"y" * 100_000)
+    emu.faults.add(operation="CaseDownloadAttachment", kind="truncate")
+    async with httpx.AsyncClient(base_url=served, headers=auth(emu)) as client:
+        with pytest.raises(httpx.RemoteProtocolError):
+            await client.get(ATTACHMENT, params={"id": att})
+        assert (await client.get(QUERY)).status_code == 200
+
+
+def test_server_stops_on_exit(emu: Emulator) -> None:
+    with emu.serve() as url:
+        port = int(url.rsplit(":", 1)[1])
+        with httpx.Client() as client:
+            assert client.get(f"{url}/nope").status_code == 404
+    with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=2):
+        pass
+
+
+async def test_asgi_app(emu: Emulator) -> None:
+    transport = httpx.ASGITransport(app=emu.app)
+    async with httpx.AsyncClient(transport=transport, base_url=BASE) as client:
+        token = await client.post("/oauth2/token", data={"client_id": "a", "client_secret": "b"})
+        headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
+        reply = await client.get(QUERY, params={"sort": "case.id.asc"}, headers=headers)
+        assert reply.json()["resources"][0] == "c1"
+        att = emu.add_attachment("c1", "n.txt", b"abc")
+        down = await client.get(ATTACHMENT, params={"id": att}, headers=headers)
+        assert down.content == b"abc"
+        emu.faults.add(operation="QueryCasesIdsByFilter", kind="drop_before")
+        with pytest.raises(ConnectionDropped):
+            await client.get(QUERY, headers=headers)
+
+
+async def test_asgi_lifespan(emu: Emulator) -> None:
+    sent: list[str] = []
+    messages = iter([{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
+
+    async def receive() -> dict[str, str]:
+        return next(messages)
+
+    async def send(message: dict[str, str]) -> None:
+        sent.append(message["type"])
+
+    await emu.app({"type": "lifespan"}, receive, send)
+    assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+
+
+async def _lines(stream: AsyncIterator[str]) -> list[str]:
+    return [line async for line in stream]
+
+
+def test_run_prints_url(emu: Emulator, capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+
+    import threading
+
+    done = threading.Event()
+
+    def interrupt_when_listening() -> None:
+        for _ in range(200):
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    break
+            except OSError:
+                done.wait(0.01)
+        import _thread
+
+        _thread.interrupt_main()
+
+    thread = threading.Thread(target=interrupt_when_listening)
+    thread.start()
+    try:
+        emu.run(port=port)
+    finally:
+        thread.join()
+    assert f"listening on http://127.0.0.1:{port}" in capsys.readouterr().out

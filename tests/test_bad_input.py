@@ -1,0 +1,195 @@
+"""Bad input is refused with a ValueError subclass naming the argument, and nothing is sent."""
+
+from __future__ import annotations
+
+import io
+import warnings
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import respx
+
+from falcon_mc import AggregateQuery, AsyncMessageCenter, Cloud, InvalidArgumentError
+
+Call = Callable[[AsyncMessageCenter, Path], Awaitable[Any]]
+
+
+async def _query(mc: AsyncMessageCenter, **kwargs: Any) -> Any:
+    return await mc.query_cases(**kwargs)
+
+
+def deep_query(levels: int) -> dict[str, Any]:
+    query: dict[str, Any] = {"name": "leaf", "type": "terms", "field": "case.type"}
+    for i in range(levels):
+        query = {"name": f"n{i}", "type": "terms", "field": "case.status",
+                 "sub_aggregates": [query]}
+    return query
+
+
+def big_file(tmp: Path) -> Path:
+    path = tmp / "big.txt"
+    with path.open("wb") as handle:
+        handle.truncate(15 * 1024 * 1024 + 1)
+    return path
+
+
+CASES: list[tuple[str, str, Call]] = [
+    ("limit zero", "limit", lambda mc, _: _query(mc, limit=0)),
+    ("limit 501", "limit", lambda mc, _: _query(mc, limit=501)),
+    ("limit string", "limit", lambda mc, _: _query(mc, limit="10")),
+    ("limit bool", "limit", lambda mc, _: _query(mc, limit=True)),
+    ("limit float", "limit", lambda mc, _: _query(mc, limit=2.5)),
+    ("offset negative", "offset", lambda mc, _: _query(mc, offset=-1)),
+    ("offset word", "offset", lambda mc, _: _query(mc, offset="ten")),
+    ("unknown sort", "sort", lambda mc, _: _query(mc, sort="case.title.asc")),
+    ("sort wrong type", "sort", lambda mc, _: _query(mc, sort=5)),
+    ("activity sort on cases", "sort",
+     lambda mc, _: _query(mc, sort="activity.created_time.asc")),
+    ("case sort on activities", "sort",
+     lambda mc, _: mc.query_activities(case_id="c", sort="case.id.asc")),  # type: ignore[arg-type,return-value]
+    ("unbalanced quote", "filter", lambda mc, _: _query(mc, filter="case.status:'open")),
+    ("unbalanced bracket", "filter", lambda mc, _: _query(mc, filter="case.type:['a','b'")),
+    ("unbalanced paren", "filter", lambda mc, _: _query(mc, filter="(case.status:'open'")),
+    ("empty filter", "filter", lambda mc, _: _query(mc, filter="  ")),
+    ("filter wrong type", "filter", lambda mc, _: _query(mc, filter=42)),
+    ("activities without case", "case_id",
+     lambda mc, _: mc.query_activities(case_id=""),),  # type: ignore[arg-type,return-value]
+    ("activities limit", "limit",
+     lambda mc, _: mc.query_activities(case_id="c", limit=1000)),  # type: ignore[arg-type,return-value]
+    ("get_cases empty list", "ids", lambda mc, _: mc.get_cases([])),
+    ("get_cases empty string", "ids", lambda mc, _: mc.get_cases(" , ")),
+    ("get_cases None", "ids", lambda mc, _: mc.get_cases()),
+    ("get_cases int", "ids", lambda mc, _: mc.get_cases(5)),  # type: ignore[arg-type]
+    ("get_cases blank id", "ids", lambda mc, _: mc.get_cases(["a", ""])),
+    ("get_cases non-str id", "ids", lambda mc, _: mc.get_cases(["a", 3])),  # type: ignore[list-item]
+    ("get_cases body without ids", "body.ids", lambda mc, _: mc.get_cases(body={})),
+    ("get_case_activity empty", "ids", lambda mc, _: mc.get_case_activity([])),
+    ("aggregate nothing", "queries", lambda mc, _: mc.aggregate_cases()),
+    ("aggregate missing field", "queries.field",
+     lambda mc, _: mc.aggregate_cases({"name": "n", "type": "terms"})),
+    ("aggregate too deep", "queries", lambda mc, _: mc.aggregate_cases(deep_query(4))),
+    ("aggregate wrong size type", "queries.size",
+     lambda mc, _: mc.aggregate_cases({"name": "n", "type": "terms", "field": "f",
+                                       "size": "big"})),
+    ("create v2 missing title", "title",
+     lambda mc, _: mc.create_case_v2(content="b", type="fc:contact")),
+    ("create v2 missing content", "content",
+     lambda mc, _: mc.create_case_v2(title="t", type="fc:contact")),
+    ("create v2 blank type", "type",
+     lambda mc, _: mc.create_case_v2(content="b", title="t", type=" ")),
+    ("create v2 bad detection", "detections.0",
+     lambda mc, _: mc.create_case_v2(content="b", title="t", type="fc:contact",
+                                     detections=["ldt:1"])),  # type: ignore[list-item]
+    ("create v1 missing user_uuid", "user_uuid",
+     lambda mc, _: mc.create_case(content="b", title="t", type="fc:contact")),
+    ("update without id", "id", lambda mc, _: mc.update_case(content="x")),
+    ("comment missing user_uuid", "user_uuid",
+     lambda mc, _: mc.add_case_activity(case_id="c", content="hi")),
+    ("comment missing content", "content",
+     lambda mc, _: mc.add_case_activity(case_id="c", user_uuid="u")),
+    ("comment not a comment", "type",
+     lambda mc, _: mc.add_case_activity(case_id="c", content="x", user_uuid="u",
+                                        type="status_change")),
+    ("upload no source", "file_data",
+     lambda mc, _: mc.add_case_attachment(case_id="c", user_uuid="u")),
+    ("upload two sources", "file_data",
+     lambda mc, tmp: mc.add_case_attachment(case_id="c", user_uuid="u", file_data=b"x",
+                                            path=tmp / "x.txt", filename="x.txt")),
+    ("upload bytes without name", "filename",
+     lambda mc, _: mc.add_case_attachment(case_id="c", user_uuid="u", file_data=b"x")),
+    ("upload forbidden extension", "filename",
+     lambda mc, _: mc.add_case_attachment(case_id="c", user_uuid="u", file_data=b"x",
+                                          filename="run.exe")),
+    ("upload leading dot", "filename",
+     lambda mc, _: mc.add_case_attachment(case_id="c", user_uuid="u", file_data=b"x",
+                                          filename=".hidden.txt")),
+    ("upload path traversal", "filename",
+     lambda mc, _: mc.add_case_attachment(case_id="c", user_uuid="u", file_data=b"x",
+                                          filename="../x.txt")),
+    ("upload name too long", "filename",
+     lambda mc, _: mc.add_case_attachment(case_id="c", user_uuid="u", file_data=b"x",
+                                          filename="a" * 252 + ".txt")),
+    ("upload unicode name", "filename",
+     lambda mc, _: mc.add_case_attachment(case_id="c", user_uuid="u", file_data=b"x",
+                                          filename="r\u00e9sum\u00e9.pdf")),
+    ("upload too large", "file", lambda mc, tmp: mc.add_case_attachment(
+        case_id="c", user_uuid="u", path=big_file(tmp))),
+    ("upload missing path", "path", lambda mc, tmp: mc.add_case_attachment(
+        case_id="c", user_uuid="u", path=tmp / "nope.txt")),
+    ("upload text-mode file", "file", lambda mc, tmp: mc.add_case_attachment(
+        case_id="c", user_uuid="u", file=io.StringIO("x"), filename="x.txt")),  # type: ignore[arg-type]
+    ("upload missing user_uuid", "user_uuid", lambda mc, _: mc.add_case_attachment(
+        case_id="c", user_uuid="", file_data=b"x", filename="x.txt")),
+    ("download empty id", "id", lambda mc, _: mc.download_case_attachment("").__aenter__()),
+]
+
+
+@pytest.mark.parametrize(("argument", "call"), [(a, c) for _, a, c in CASES],
+                         ids=[name for name, _, _ in CASES])
+async def test_bad_input_is_refused_before_sending(
+    argument: str, call: Call, tmp_path: Path
+) -> None:
+    router = respx.MockRouter(assert_all_called=False)
+    async with AsyncMessageCenter(client_id="a", client_secret="b",
+                                  transport=httpx.MockTransport(router.async_handler)) as mc:
+        with pytest.raises(ValueError) as info, warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # the v1 routes warn first
+            await call(mc, tmp_path)
+    assert isinstance(info.value, InvalidArgumentError)
+    assert info.value.argument == argument
+    assert str(info.value).startswith(argument)
+    assert not router.calls, "nothing may reach the wire"
+
+
+def test_there_are_at_least_forty_cases() -> None:
+    assert len(CASES) >= 40
+
+
+@pytest.mark.parametrize(
+    ("base_url", "message"),
+    [
+        ("http://api.crowdstrike.com", "plain http"),
+        ("http://10.0.0.5:8080", "plain http"),
+        ("ftp://api.crowdstrike.com", "neither a cloud"),
+        ("us-3", "neither a cloud"),
+        ("", "expected a Cloud"),
+    ],
+)
+def test_base_url_is_checked(base_url: str, message: str) -> None:
+    with pytest.raises(InvalidArgumentError, match=message) as info:
+        AsyncMessageCenter(client_id="a", client_secret="b", base_url=base_url)
+    assert info.value.argument == "base_url"
+
+
+@pytest.mark.parametrize("base_url", ["http://127.0.0.1:8080", "http://localhost:1", "http://[::1]:9"])
+async def test_plain_http_is_fine_on_loopback(base_url: str) -> None:
+    mc = AsyncMessageCenter(client_id="a", client_secret="b", base_url=base_url)
+    assert mc.base_url == base_url
+    await mc.aclose()
+
+
+def test_missing_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FALCON_CLIENT_ID", raising=False)
+    monkeypatch.delenv("FALCON_CLIENT_SECRET", raising=False)
+    with pytest.raises(InvalidArgumentError) as info:
+        AsyncMessageCenter()
+    assert info.value.argument == "client_id"
+    with pytest.raises(InvalidArgumentError) as info:
+        AsyncMessageCenter(client_id="x")
+    assert info.value.argument == "client_secret"
+
+
+@pytest.mark.parametrize(("name", "value"), [("max_concurrency", 0), ("max_ids_per_request", -1),
+                                             ("max_retries", -1)])
+def test_client_options_are_checked(name: str, value: int) -> None:
+    with pytest.raises(InvalidArgumentError) as info:
+        AsyncMessageCenter(client_id="a", client_secret="b", **{name: value})
+    assert info.value.argument == name
+
+
+def test_clouds_are_the_spec_clouds() -> None:
+    assert {c.value for c in Cloud} == {"us-1", "us-2", "eu-1", "us-gov-1", "auto"}
+    assert AggregateQuery(name="n", type="terms", field="f").name == "n"
