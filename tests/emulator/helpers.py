@@ -114,10 +114,10 @@ def check_schema(value: Any, schema: dict[str, Any], spec: dict[str, Any], where
     assert isinstance(value, _TYPES[kind]), f"{where}: expected {kind}, got {value!r}"
     if kind in ("integer", "number"):
         assert not isinstance(value, bool), f"{where}: a boolean where a {kind} is expected"
-    if kind == "array":
-        for i, item in enumerate(value):
-            check_schema(item, schema.get("items", {}), spec, f"{where}[{i}]")
-    if kind == "object":
+    if isinstance(value, list):
+        for i, element in enumerate(value):
+            check_schema(element, schema.get("items", {}), spec, f"{where}[{i}]")
+    if isinstance(value, dict):
         props: dict[str, Any] = schema.get("properties", {})
         for key in schema.get("required", []):
             assert key in value, f"{where}: required key {key!r} missing"

@@ -12,7 +12,9 @@ from .helpers import FakeClock
 QUERY = "/message-center/queries/cases/v1"
 
 
-async def token(client: httpx.AsyncClient, cid: str = "id", secret: str = "secret") -> httpx.Response:
+async def token(
+    client: httpx.AsyncClient, cid: str = "id", secret: str = "secret"  # noqa: S107
+) -> httpx.Response:
     return await client.post("/oauth2/token", data={"client_id": cid, "client_secret": secret})
 
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator, MutableMapping
+from typing import Any
 
 import anyio
 import httpx
@@ -145,7 +146,9 @@ def test_server_stops_on_exit(emu: Emulator) -> None:
         port = int(url.rsplit(":", 1)[1])
         with httpx.Client() as client:
             assert client.get(f"{url}/nope").status_code == 404
-    with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=2):
+    with pytest.raises(ConnectionRefusedError), socket.create_connection(
+        ("127.0.0.1", port), timeout=2
+    ):
         pass
 
 
@@ -171,15 +174,11 @@ async def test_asgi_lifespan(emu: Emulator) -> None:
     async def receive() -> dict[str, str]:
         return next(messages)
 
-    async def send(message: dict[str, str]) -> None:
+    async def send(message: MutableMapping[str, Any]) -> None:
         sent.append(message["type"])
 
     await emu.app({"type": "lifespan"}, receive, send)
     assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
-
-
-async def _lines(stream: AsyncIterator[str]) -> list[str]:
-    return [line async for line in stream]
 
 
 def test_run_prints_url(emu: Emulator, capsys: pytest.CaptureFixture[str]) -> None:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import h11
-from anyio.abc import SocketAttribute, SocketStream, TaskStatus
+from anyio.abc import SocketAttribute, SocketListener, SocketStream, TaskGroup, TaskStatus
 
 from ._http import Request
 
@@ -45,6 +45,7 @@ class Server:
         self.port = port
         self.url = ""
         self._scope: anyio.CancelScope | None = None
+        self._open: set[SocketStream] = set()
 
     async def run(self, *, task_status: TaskStatus[str] = anyio.TASK_STATUS_IGNORED) -> None:
         """Listen and serve; reports the base URL through ``task_status`` once listening."""
@@ -56,7 +57,22 @@ class Server:
                 host = f"[{self.host}]" if ":" in self.host else self.host
                 self.url = f"http://{host}:{port}"
                 task_status.started(self.url)
-                await listener.serve(self._connection)
+                try:
+                    async with anyio.create_task_group() as tg:
+                        for sub in listener.listeners:
+                            assert isinstance(sub, SocketListener)
+                            tg.start_soon(self._accept, sub, tg)
+                finally:
+                    with anyio.CancelScope(shield=True):
+                        for stream in list(self._open):
+                            await stream.aclose()
+                        self._open.clear()
+
+    async def _accept(self, listener: SocketListener, tg: TaskGroup) -> None:
+        while True:
+            stream = await listener.accept()
+            self._open.add(stream)  # closed on shutdown even if its task never starts
+            tg.start_soon(self._connection, stream)
 
     def stop(self) -> None:
         """Stop listening and close every connection (call from the server's event loop)."""
@@ -64,12 +80,14 @@ class Server:
             self._scope.cancel()
 
     async def _connection(self, stream: SocketStream) -> None:
-        async with stream:
-            try:
+        try:
+            async with stream:
                 await self._serve(stream)
-            except (_ClientGone, h11.ProtocolError, anyio.BrokenResourceError,
-                    anyio.ClosedResourceError, anyio.EndOfStream, ConnectionError):
-                return
+        except (_ClientGone, h11.ProtocolError, anyio.BrokenResourceError,
+                anyio.ClosedResourceError, anyio.EndOfStream, ConnectionError):
+            return
+        finally:
+            self._open.discard(stream)
 
     async def _event(self, conn: h11.Connection, stream: SocketStream) -> Any:
         while True:

@@ -1,0 +1,100 @@
+"""Helpers shared by the benchmark's worker processes (memory, CPU, result lines).
+
+Memory is what the operating system reports for this process (``/proc/self/status``): the peak
+(``VmHWM``) is reset through ``/proc/self/clear_refs`` right before a measured step, so "peak
+growth" is the highest resident set size during the step minus the resident set size before it.
+Where ``clear_refs`` is not available, a psutil sampler thread stands in (coarser).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "RESULT_PREFIX",
+    "MemoryWatch",
+    "emit",
+    "read_ids",
+    "rss_kib",
+]
+
+RESULT_PREFIX = "RESULT "
+CLIENT_ID = "bench-client"
+CLIENT_SECRET = "bench-secret"
+
+_STATUS = Path("/proc/self/status")
+_CLEAR_REFS = Path("/proc/self/clear_refs")
+
+
+def _status_kib(field: str) -> int | None:
+    try:
+        text = _STATUS.read_text()
+    except OSError:
+        return None
+    match = re.search(rf"^{field}:\s+(\d+)\s+kB", text, re.MULTILINE)
+    return int(match.group(1)) if match else None
+
+
+def rss_kib() -> int:
+    """Resident set size of this process, in KiB."""
+    value = _status_kib("VmRSS")
+    if value is not None:
+        return value
+    import psutil
+
+    return int(psutil.Process().memory_info().rss // 1024)
+
+
+class MemoryWatch:
+    """Peak RSS growth over a block: ``with MemoryWatch() as w: ...; w.growth_mib``."""
+
+    def __init__(self) -> None:
+        self.baseline_kib = 0
+        self.peak_kib = 0
+        self.method = "VmHWM"
+        self._stop = threading.Event()
+        self._sampler: threading.Thread | None = None
+
+    def __enter__(self) -> MemoryWatch:
+        self.baseline_kib = rss_kib()
+        try:
+            _CLEAR_REFS.write_text("5")  # reset VmHWM to the current RSS
+        except OSError:
+            self.method = "psutil sampling every 5 ms"
+            self.peak_kib = self.baseline_kib
+            self._sampler = threading.Thread(target=self._sample, daemon=True)
+            self._sampler.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self.peak_kib = max(self.peak_kib, rss_kib())
+            time.sleep(0.005)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._sampler is not None:
+            self._stop.set()
+            self._sampler.join()
+        else:
+            self.peak_kib = _status_kib("VmHWM") or rss_kib()
+
+    @property
+    def growth_mib(self) -> float:
+        return max(0, self.peak_kib - self.baseline_kib) / 1024
+
+
+def read_ids(path: str) -> list[str]:
+    """The case ids the emulator process wrote, one a line."""
+    return [line for line in Path(path).read_text().splitlines() if line]
+
+
+def emit(result: dict[str, Any]) -> None:
+    """Print the one result line the orchestrator reads."""
+    sys.stdout.write(RESULT_PREFIX + json.dumps(result) + "\n")
+    sys.stdout.flush()

@@ -1,0 +1,86 @@
+"""Serve a seeded emulator on loopback in its own process, for the benchmark.
+
+Prints one JSON line on stdout once listening (``url``, ``ids_file``, ``case_id``,
+``user_uuid``, ``attachment_id``); then answers commands read from stdin, one a line:
+``stats`` prints the emulator's counters as one JSON line. End of stdin stops the server.
+
+Example::
+
+    python benchmarks/_serve.py --cases 10000 --latency 0.05 --ids-file /tmp/ids.txt
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from falcon_mc.emulator import Emulator
+
+
+def _stats(emu: Emulator) -> dict[str, Any]:
+    stats = emu.stats
+    return {
+        "requests": dict(stats.requests),
+        "responses": {str(k): v for k, v in stats.responses.items()},
+        "rate_limited": stats.rate_limited,
+        "tokens_issued": stats.tokens_issued,
+        "bytes_uploaded": stats.bytes_uploaded,
+        "bytes_downloaded": stats.bytes_downloaded,
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--cases", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--latency", type=float, default=0.0)
+    parser.add_argument("--rate-limit", type=int, default=None, help="requests per minute")
+    parser.add_argument("--max-attachment-bytes", type=int, default=None)
+    parser.add_argument("--attachment-bytes", type=int, default=0,
+                        help="preload an attachment big.txt of this many bytes")
+    parser.add_argument("--chunk-size", type=int, default=None,
+                        help="emulator download chunk size (default: the emulator's)")
+    parser.add_argument("--ids-file", required=True)
+    args = parser.parse_args(argv)
+
+    emu = Emulator.seeded(n_cases=args.cases, seed=args.seed)
+    emu.settings.latency = args.latency
+    emu.settings.rate_limit_per_minute = args.rate_limit
+    if args.max_attachment_bytes is not None:
+        emu.settings.max_attachment_bytes = args.max_attachment_bytes
+    if args.chunk_size is not None:
+        emu.settings.chunk_size = args.chunk_size
+    ids = list(emu.cases)
+    Path(args.ids_file).write_text("\n".join(ids) + "\n")
+    case_id = ids[0]
+    user_uuid = next(iter(emu.users))
+    attachment_id = None
+    if args.attachment_bytes:
+        pattern = b"falcon-mc benchmark attachment line 0123456789abcdefghijklmnopqrstuvwxyz\n"
+        data = (pattern * (args.attachment_bytes // len(pattern) + 1))[: args.attachment_bytes]
+        attachment_id = emu.add_attachment(case_id, "big.txt", data, user_uuid=user_uuid)
+        del data
+
+    with emu.serve(host="127.0.0.1", port=0) as url:
+        ready = {
+            "url": url,
+            "ids_file": args.ids_file,
+            "case_id": case_id,
+            "user_uuid": user_uuid,
+            "attachment_id": attachment_id,
+        }
+        print(json.dumps(ready), flush=True)
+        for line in sys.stdin:
+            command = line.strip()
+            if command == "stats":
+                print(json.dumps(_stats(emu)), flush=True)
+            elif command == "reset":
+                emu.stats.reset()
+                print("{}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

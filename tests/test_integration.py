@@ -1,0 +1,259 @@
+"""The client against the emulator: in-process and over real loopback HTTP.
+
+Concurrency, streaming, cancellation and token lifecycle are checked here; nothing sleeps to
+measure time.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import anyio
+import httpx
+import pytest
+
+from falcon_mc import (
+    APIConnectionError,
+    AsyncMessageCenter,
+    AuthenticationError,
+    BadRequestError,
+    OAuthError,
+    fql,
+)
+from falcon_mc.emulator import Emulator
+
+
+@pytest.fixture
+def emu() -> Emulator:
+    return Emulator.seeded(n_cases=1200, seed=11)
+
+
+@pytest.fixture
+def url(emu: Emulator) -> Iterator[str]:
+    with emu.serve() as served:
+        yield served
+
+
+def client(base_url: str, **kwargs: object) -> AsyncMessageCenter:
+    return AsyncMessageCenter(
+        client_id="it", client_secret="it-secret", base_url=base_url, retry_base_delay=0,
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def in_flight(mc: AsyncMessageCenter) -> int:
+    """Requests the connection pool still has in flight (0 once everything is released)."""
+    pool = mc._pipeline.http._transport._pool  # type: ignore[attr-defined]
+    return len(pool._requests)
+
+
+@pytest.fixture
+async def mc(url: str) -> AsyncIterator[AsyncMessageCenter]:
+    async with client(url, max_ids_per_request=100, max_concurrency=8) as c:
+        yield c
+
+
+async def test_bulk_get_keeps_order_fetches_duplicates_once_and_reports_missing(
+    emu: Emulator, mc: AsyncMessageCenter
+) -> None:
+    ids = list(emu.cases)
+    asked = ids + ids[:50] + ["missing-1", "missing-2"]
+    result = await mc.get_cases(asked)
+    assert [c.id for c in result.resources] == ids
+    assert sorted(e.id or "" for e in result.errors) == ["missing-1", "missing-2"]
+    assert emu.stats.requests["GetCaseEntitiesByIDs"] == 13  # 1202 unique ids / 100
+    first = result.resources[0]
+    assert first.title == emu.cases[first.id]["title"]
+
+
+async def test_iter_cases_yields_every_match_in_query_order(
+    emu: Emulator, mc: AsyncMessageCenter
+) -> None:
+    flt = fql.eq("case.status", "open")
+    expected = [i async for i in mc.query_cases(filter=flt, sort="case.created_time.asc")]
+    got = [c.id async for c in mc.iter_cases(filter=flt, sort="case.created_time.asc", window=150)]
+    assert got == expected
+    assert len(got) == sum(1 for c in emu.cases.values() if c["status"] == "open") > 0
+
+
+async def test_query_pages_are_fetched_concurrently_and_complete(
+    emu: Emulator, mc: AsyncMessageCenter
+) -> None:
+    got = [i async for i in mc.query_cases(limit=100)]
+    assert len(got) == len(set(got)) == len(emu.cases)
+    assert emu.stats.requests["QueryCasesIdsByFilter"] == 12
+
+
+async def test_bad_fql_is_a_400_from_the_server(mc: AsyncMessageCenter) -> None:
+    with pytest.raises(BadRequestError) as info:
+        await mc.query_cases(filter="case.nonsense:'x'")
+    assert info.value.trace_id
+    assert info.value.errors
+
+
+async def test_a_429_storm_gives_one_shared_wait(emu: Emulator, url: str) -> None:
+    emu.faults.add(operation="GetCaseEntitiesByIDs", kind="rate_limit", count=1, retry_after=0.3)
+    async with client(url, max_ids_per_request=50, max_concurrency=4) as mc:
+        gate = mc._pipeline.gate
+        deadlines: list[float] = []
+        original = gate.delay
+
+        def spy() -> float:
+            delay = original()
+            if delay > 0:
+                deadlines.append(anyio.current_time() + delay)
+            return delay
+
+        gate.delay = spy  # type: ignore[method-assign]
+        result = await mc.get_cases(list(emu.cases)[:400])
+    assert len(result.resources) == 400
+    assert emu.stats.responses[429] == 1
+    assert emu.stats.requests["GetCaseEntitiesByIDs"] == 9  # 8 batches + 1 retry
+    assert deadlines, "tasks must wait on the shared deadline"
+    assert max(deadlines) - min(deadlines) < 0.05  # one deadline, not one per task
+
+
+async def test_upload_streams_the_file_from_disk(
+    emu: Emulator, mc: AsyncMessageCenter, tmp_path: Path
+) -> None:
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    path = tmp_path / "capture 01.txt"
+    path.write_bytes(data)
+    case_id = next(iter(emu.cases))
+    uploaded = await mc.add_case_attachment(case_id=case_id, user_uuid="u-1", path=path)
+    stored = emu.attachments[uploaded.resources[0].id or ""]
+    assert stored.data == data
+    assert uploaded.resources[0].name == "capture 01.txt"
+    assert uploaded.resources[0].size == len(data)
+
+
+async def test_download_round_trip_and_save(
+    emu: Emulator, mc: AsyncMessageCenter, tmp_path: Path
+) -> None:
+    data = os.urandom(1024 * 1024)
+    case_id = next(iter(emu.cases))
+    attachment_id = emu.add_attachment(case_id, "dump.pdf", data)
+    async with mc.download_case_attachment(attachment_id) as download:
+        assert download.content_length == len(data)
+        assert download.content_type == "application/pdf"
+        saved = await download.save(tmp_path)
+    assert saved.read_bytes() == data
+    assert saved.parent == tmp_path.resolve()
+    assert not list(tmp_path.glob("*.part"))
+    assert in_flight(mc) == 0
+
+
+async def test_truncated_download_raises_and_leaves_no_part_file(
+    emu: Emulator, mc: AsyncMessageCenter, tmp_path: Path
+) -> None:
+    attachment_id = emu.add_attachment(next(iter(emu.cases)), "half.txt", b"x" * 200_000)
+    emu.faults.add(operation="CaseDownloadAttachment", kind="truncate", fraction=0.5)
+    with pytest.raises(APIConnectionError):
+        async with mc.download_case_attachment(attachment_id) as download:
+            await download.save(tmp_path / "half.txt")
+    assert not list(tmp_path.iterdir())
+    assert in_flight(mc) == 0
+
+
+async def test_cancelled_download_leaves_no_part_file_and_no_open_request(
+    emu: Emulator, mc: AsyncMessageCenter, tmp_path: Path
+) -> None:
+    attachment_id = emu.add_attachment(next(iter(emu.cases)), "slow.txt", b"y" * 500_000)
+    emu.faults.add(operation="CaseDownloadAttachment", kind="slow_body", delay=0.05,
+                   chunk_size=1024)
+    with anyio.move_on_after(0.3) as scope:
+        async with mc.download_case_attachment(attachment_id) as download:
+            await download.save(tmp_path / "slow.txt")
+    assert scope.cancelled_caught
+    assert not list(tmp_path.iterdir())
+    assert in_flight(mc) == 0
+
+
+async def test_cancelled_iter_cases_leaves_no_open_request(
+    emu: Emulator, mc: AsyncMessageCenter
+) -> None:
+    emu.settings.latency = 0.05
+    seen = 0
+    with anyio.move_on_after(0.2) as scope:
+        async for _ in mc.iter_cases(window=200):
+            seen += 1
+    assert scope.cancelled_caught
+    assert in_flight(mc) == 0
+    emu.settings.latency = 0
+    page = await mc.query_cases(limit=5)  # the client is still usable
+    assert len(page.ids) == 5
+
+
+async def test_token_expiring_mid_bulk_costs_one_refresh(emu: Emulator, url: str) -> None:
+    now = [1000.0]
+    emu.clock = lambda: now[0]
+    async with client(url, max_ids_per_request=50, max_concurrency=8) as mc:
+        await mc.query_cases(limit=1)
+        tokens_before = mc._pipeline.auth.fetch_count
+        now[0] += 10_000  # every token the emulator issued so far has expired
+        result = await mc.get_cases(list(emu.cases)[:400])
+    assert len(result.resources) == 400
+    assert mc._pipeline.auth.fetch_count == tokens_before + 1
+    assert emu.stats.responses[401] >= 1
+
+
+async def test_revoked_token_is_recovered_once(emu: Emulator, url: str) -> None:
+    async with client(url) as mc:
+        await mc.query_cases(limit=1)
+        token = await mc._pipeline.auth.get()
+        async with httpx.AsyncClient(base_url=url) as raw:
+            reply = await raw.post("/oauth2/revoke", data={"token": token},
+                                   auth=("it", "it-secret"))
+            assert reply.status_code == 200
+        page = await mc.query_cases(limit=1)
+        assert len(page.ids) == 1
+        assert mc._pipeline.auth.fetch_count == 2
+
+
+async def test_wrong_credentials_fail_at_once(emu: Emulator, url: str) -> None:
+    emu.settings.credentials = ("right-id", "right-secret")
+    async with client(url) as mc:
+        with pytest.raises(OAuthError):
+            await mc.query_cases(limit=1)
+    assert emu.stats.requests["oauth2AccessToken"] == 1
+
+
+async def test_client_revokes_its_token_on_close(emu: Emulator, url: str) -> None:
+    async with client(url) as mc:
+        await mc.query_cases(limit=1)
+        token = await mc._pipeline.auth.get()
+    async with httpx.AsyncClient(base_url=url) as raw:
+        reply = await raw.get("/message-center/queries/cases/v1",
+                              headers={"Authorization": f"Bearer {token}"})
+    assert reply.status_code == 401
+
+
+async def test_write_dropped_after_processing_is_not_retried(emu: Emulator, url: str) -> None:
+    emu.faults.add(operation="CreateCaseV2", kind="drop_after", count=1)
+    before = len(emu.cases)
+    async with client(url) as mc:
+        with pytest.raises(APIConnectionError) as info:
+            await mc.create_case_v2(content="c", title="t", type="fc:contact")
+    assert info.value.may_have_been_applied is True
+    assert len(emu.cases) == before + 1  # applied once, never twice
+
+
+async def test_second_401_is_an_authentication_error(emu: Emulator, url: str) -> None:
+    emu.faults.add(operation="QueryCasesIdsByFilter", kind="status", status=401)
+    async with client(url) as mc:
+        with pytest.raises(AuthenticationError):
+            await mc.query_cases(limit=1)
+
+
+def test_client_runs_under_trio(emu: Emulator) -> None:
+    async def scenario() -> list[str]:
+        async with AsyncMessageCenter(client_id="a", client_secret="b",
+                                      base_url="https://emulator.invalid",
+                                      transport=emu.transport(), max_ids_per_request=100) as mc:
+            ids = [i async for i in mc.query_cases(limit=200)]
+            cases = await mc.get_cases(ids)
+            return [c.id or "" for c in cases.resources]
+
+    assert anyio.run(scenario, backend="trio") == anyio.run(scenario, backend="asyncio")
