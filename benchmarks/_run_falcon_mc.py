@@ -19,8 +19,8 @@ from typing import Any
 
 import anyio
 import httpx
-from _common import CLIENT_ID, CLIENT_SECRET, MemoryWatch, emit, read_ids
 
+from _common import CLIENT_ID, CLIENT_SECRET, MemoryWatch, emit, read_ids
 from falcon_mc import AsyncMessageCenter, RateLimitError
 
 

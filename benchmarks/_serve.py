@@ -49,6 +49,10 @@ def main(argv: list[str] | None = None) -> None:
     emu = Emulator.seeded(n_cases=args.cases, seed=args.seed)
     emu.settings.latency = args.latency
     emu.settings.rate_limit_per_minute = args.rate_limit
+    # FalconPy 1.6.6 "autodiscovers" the cloud from X-Cs-Region and, comparing "us1" with "US1"
+    # case-sensitively, would switch base_url to https://api.crowdstrike.com; a region name that
+    # is no cloud keeps it on the emulator.
+    emu.settings.region = "emulator"
     if args.max_attachment_bytes is not None:
         emu.settings.max_attachment_bytes = args.max_attachment_bytes
     if args.chunk_size is not None:

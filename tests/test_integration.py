@@ -65,7 +65,7 @@ async def test_bulk_get_keeps_order_fetches_duplicates_once_and_reports_missing(
     assert sorted(e.id or "" for e in result.errors) == ["missing-1", "missing-2"]
     assert emu.stats.requests["GetCaseEntitiesByIDs"] == 13  # 1202 unique ids / 100
     first = result.resources[0]
-    assert first.title == emu.cases[first.id]["title"]
+    assert first.title == emu.cases[first.id or ""]["title"]
 
 
 async def test_iter_cases_yields_every_match_in_query_order(

@@ -668,7 +668,8 @@ class AsyncMessageCenter:
         name = filename or Path(str(getattr(file, "name", ""))).name
         if not name:
             raise InvalidArgumentError("filename", "required when the file object has no name")
-        if isinstance(file, io.TextIOBase) or "b" not in getattr(file, "mode", "b"):
+        text_mode = isinstance(cast(object, file), io.TextIOBase)
+        if text_mode or "b" not in getattr(file, "mode", "b"):
             raise InvalidArgumentError("file", "open the file in binary mode ('rb')")
         if file.seekable():
             start = file.tell()

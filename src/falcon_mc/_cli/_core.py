@@ -55,6 +55,7 @@ __all__ = [
     "describe_error",
     "execute",
     "global_options",
+    "guard",
     "state",
     "verbose_logging",
 ]
@@ -413,12 +414,18 @@ def execute(ctx: typer.Context, work: Callable[[Session], Awaitable[int | None]]
         async with AsyncMessageCenter(**target.kwargs) as mc:
             return await work(Session(mc=mc, out=out, options=options, emulator=target.emulator))
 
-    with verbose_logging(options.verbose):
-        try:
-            code = anyio.run(run, resolve_target(options, out))
-        except _EXPECTED as exc:
-            exit_code, headline, details = describe_error(exc)
-            out.error(headline, details)
-            raise typer.Exit(exit_code) from None
+    with verbose_logging(options.verbose), guard(out):
+        code = anyio.run(run, resolve_target(options, out))
     if code:
         raise typer.Exit(code)
+
+
+@contextmanager
+def guard(out: Output) -> Iterator[None]:
+    """Turn an expected failure into a message on stderr and ``typer.Exit(code)``."""
+    try:
+        yield
+    except _EXPECTED as exc:
+        exit_code, headline, details = describe_error(exc)
+        out.error(headline, details)
+        raise typer.Exit(exit_code) from None
