@@ -744,18 +744,33 @@ class AsyncMessageCenter:
     async def _iter_entities(
         self, paginator: AsyncPaginator, get: Any, window: int | None
     ) -> AsyncIterator[Any]:
+        """Yield entities window by window; the next window's ids are paged in meanwhile.
+
+        Each step fetches the current window's entities and the next window's ids at once, in a
+        task group that closes before anything is yielded (so breaking out early is safe).
+        """
         size = window or self._max_ids * self._max_concurrency
         if size < 1:
             raise InvalidArgumentError("window", f"must be positive, got {size}")
-        buffer: list[str] = []
-        async for item_id in paginator:
-            buffer.append(item_id)
-            if len(buffer) >= size:
-                envelope = await get(buffer)
-                buffer = []
-                for entity in envelope.resources:
-                    yield entity
-        if buffer:
-            envelope = await get(buffer)
-            for entity in envelope.resources:
+        ids = aiter(paginator)
+
+        async def take(into: list[str]) -> None:
+            async for item_id in ids:
+                into.append(item_id)
+                if len(into) >= size:
+                    return
+
+        async def fetch(batch: list[str], out: list[Any]) -> None:
+            out.extend((await get(batch)).resources)
+
+        current: list[str] = []
+        await take(current)
+        while current:
+            upcoming: list[str] = []
+            fetched: list[Any] = []
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(fetch, current, fetched)
+                tg.start_soon(take, upcoming)
+            for entity in fetched:
                 yield entity
+            current = upcoming
