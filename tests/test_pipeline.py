@@ -328,3 +328,35 @@ async def test_json_body_is_compact_json(router: respx.MockRouter) -> None:
     async with client(router) as mc:
         await mc.get_cases(["a", "b"])
     assert json.loads(route.calls.last.request.content) == {"ids": ["a", "b"]}
+
+
+async def test_pacing_starts_when_the_budget_runs_low(router: respx.MockRouter) -> None:
+    route = router.post(GET_CASES).respond(
+        200, json=envelope([{"id": "c"}]),
+        headers={"X-RateLimit-Limit": "600", "X-RateLimit-Remaining": "3"},
+    )
+    async with client(router, max_concurrency=4) as mc:
+        gate = mc._pipeline.gate
+        assert not gate.pacing
+        await mc.get_cases("c")
+        assert mc.rate_limit is not None
+        assert (mc.rate_limit.limit, mc.rate_limit.remaining) == (600, 3)
+        assert gate.pacing
+        first, second = gate.delay(), gate.delay()
+        assert second - first == pytest.approx(0.1, abs=0.01)  # 60 s / 600 requests
+        route.respond(200, json=envelope([{"id": "c"}]),
+                      headers={"X-RateLimit-Limit": "600", "X-RateLimit-Remaining": "500"})
+        await mc.get_cases("c")
+        assert not gate.pacing
+
+
+async def test_retry_after_header_forms_are_all_understood(router: respx.MockRouter) -> None:
+    for value in (str(int(time.time() * 1000)), str(int(time.time())), "0"):
+        route = router.post(GET_CASES).mock(side_effect=[
+            httpx.Response(429, headers={"X-RateLimit-RetryAfter": value}, json=envelope()),
+            httpx.Response(200, json=envelope([{"id": "c"}])),
+        ])
+        before = route.call_count
+        async with client(router) as mc:
+            await mc.get_cases("c")
+        assert route.call_count - before == 2
