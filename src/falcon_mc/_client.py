@@ -10,7 +10,7 @@ import copy
 import io
 import os
 import warnings
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from types import TracebackType
@@ -67,6 +67,7 @@ from .models import (
 __all__ = ["AsyncMessageCenter"]
 
 T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
 
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 DEFAULT_MAX_CONCURRENCY = 16
@@ -86,6 +87,13 @@ Payload = Mapping[str, Any] | BaseModel
 
 def _dump(model: BaseModel) -> dict[str, Any]:
     return model.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+def _only_comments(request: ActivityCreationRequest) -> None:
+    if request.type != "comment":
+        raise InvalidArgumentError(
+            "type", f"only 'comment' activities can be added through the API, got {request.type!r}"
+        )
 
 
 class AsyncMessageCenter:
@@ -465,13 +473,14 @@ class AsyncMessageCenter:
             DeprecationWarning,
             stacklevel=2,
         )
-        request = body if body is not None else {
+        keywords = {
             "body": content, "title": title, "type": type, "user_uuid": user_uuid,
             "detections": list(detections), "incidents": list(incidents),
         }
-        model = build_model("body" if body is not None else "", CaseCreationRequest, request)
-        self._check_fields(model, "body", "title", "type", "user_uuid")
-        return await self._write(ops.CREATE_CASE, _AFFECTED, _dump(model))
+        return await self._write(
+            ops.CREATE_CASE, _AFFECTED, CaseCreationRequest, body, keywords,
+            required=("body", "title", "type", "user_uuid"),
+        )
 
     async def create_case_v2(
         self,
@@ -497,19 +506,16 @@ class AsyncMessageCenter:
             )
             case_id = created.resources[0].id
         """
-        request: Payload
-        if body is not None:
-            request = body
-        else:
-            request = {
-                "body": content, "title": title, "type": type, "user_uuid": user_uuid,
-                "detections": list(detections), "incidents": list(incidents),
-                "malware_submission_id": malware_submission_id or "",
-                "recon_rule_type": recon_rule_type or "",
-            }
-        model = build_model("body" if body is not None else "", CaseCreationRequestV2, request)
-        self._check_fields(model, "body", "title", "type")
-        return await self._write(ops.CREATE_CASE_V2, _AFFECTED, _dump(model))
+        keywords = {
+            "body": content, "title": title, "type": type, "user_uuid": user_uuid,
+            "detections": list(detections), "incidents": list(incidents),
+            "malware_submission_id": malware_submission_id or "",
+            "recon_rule_type": recon_rule_type or "",
+        }
+        return await self._write(
+            ops.CREATE_CASE_V2, _AFFECTED, CaseCreationRequestV2, body, keywords,
+            required=("body", "title", "type"),
+        )
 
     async def update_case(
         self,
@@ -533,13 +539,13 @@ class AsyncMessageCenter:
             DeprecationWarning,
             stacklevel=2,
         )
-        request = body if body is not None else {
+        keywords = {
             "id": id, "body": content if content is not None else "",
             "detections": list(detections), "incidents": list(incidents),
         }
-        model = build_model("body" if body is not None else "", CaseUpdateRequest, request)
-        self._check_fields(model, "id")
-        return await self._write(ops.UPDATE_CASE, _AFFECTED, _dump(model))
+        return await self._write(
+            ops.UPDATE_CASE, _AFFECTED, CaseUpdateRequest, body, keywords, required=("id",)
+        )
 
     async def add_case_activity(
         self,
@@ -556,26 +562,34 @@ class AsyncMessageCenter:
 
             await mc.add_case_activity(case_id=case_id, content="Looking into it", user_uuid=user)
         """
-        request = body if body is not None else {
-            "case_id": case_id, "body": content, "user_uuid": user_uuid, "type": type,
-        }
-        model = build_model("body" if body is not None else "", ActivityCreationRequest, request)
-        self._check_fields(model, "case_id", "body", "user_uuid")
-        if model.type != "comment":
-            raise InvalidArgumentError(
-                "type", f"only 'comment' activities can be added through the API, got {model.type!r}"
-            )
-        return await self._write(ops.ADD_CASE_ACTIVITY, _META_ONLY, _dump(model))
-
-    @staticmethod
-    def _check_fields(model: BaseModel, *names: str) -> None:
-        for name in names:
-            check_text(name if name != "body" else "content", getattr(model, name))
+        keywords = {"case_id": case_id, "body": content, "user_uuid": user_uuid, "type": type}
+        return await self._write(
+            ops.ADD_CASE_ACTIVITY, _META_ONLY, ActivityCreationRequest, body, keywords,
+            required=("case_id", "body", "user_uuid"),
+            check=_only_comments,
+        )
 
     async def _write(
-        self, op: Operation, adapter: TypeAdapter[Envelope[T]], payload: object
+        self,
+        op: Operation,
+        adapter: TypeAdapter[Envelope[T]],
+        model_type: type[M],
+        body: Payload | None,
+        keywords: dict[str, Any],
+        *,
+        required: tuple[str, ...],
+        check: Callable[[M], None] | None = None,
     ) -> Envelope[T]:
-        envelope = await self._pipeline.call(op, self._options, adapter, json_body=payload)
+        """Build a write's request model (from ``body=`` or the keywords), check it, send it."""
+        if body is not None:
+            model = build_model("body", model_type, body)
+        else:
+            model = build_model("", model_type, keywords)
+        for name in required:  # present and non-blank (the model allows None for tolerance)
+            check_text("content" if name == "body" else name, getattr(model, name))
+        if check is not None:
+            check(model)
+        envelope = await self._pipeline.call(op, self._options, adapter, json_body=_dump(model))
         return self._raise_for_errors(op, envelope)
 
     @staticmethod
