@@ -8,6 +8,7 @@ Where ``clear_refs`` is not available, a psutil sampler thread stands in (coarse
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
 import sys
@@ -46,8 +47,7 @@ def rss_kib() -> int:
     value = _status_kib("VmRSS")
     if value is not None:
         return value
-    import psutil
-
+    psutil = importlib.import_module("psutil")  # untyped; only where /proc is missing
     return int(psutil.Process().memory_info().rss // 1024)
 
 

@@ -29,7 +29,8 @@ from falconpy import MessageCenter
 from _common import CLIENT_ID, CLIENT_SECRET, MemoryWatch, emit, read_ids
 
 
-def _client(args: argparse.Namespace) -> MessageCenter:
+def _client(args: argparse.Namespace) -> Any:
+    """FalconPy's MessageCenter, typed ``Any``: its stubs miss the keywords it accepts."""
     extra: dict[str, Any] = {}
     if args.session:
         session = requests.Session()
@@ -65,12 +66,12 @@ def bulk(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def download(args: argparse.Namespace) -> dict[str, Any]:
-    out = Path(args.out_dir) / "falconpy-download.txt"
+    out = Path(args.out_dir) / "falconpy-download.pdf"
     mc = _client(args)
     _check(mc.get_cases(ids=read_ids(args.ids_file)[:1]))
     with MemoryWatch() as memory:
         wall0 = time.perf_counter()
-        data = mc.download_case_attachment(id=args.attachment_id)
+        data = mc.download_case_attachment(id=args.attachment_id)  # the whole body, as bytes
         if not isinstance(data, bytes):
             raise RuntimeError(f"FalconPy download failed: {data!r:.300}")
         out.write_bytes(data)

@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rate-limit", type=int, default=None, help="requests per minute")
     parser.add_argument("--max-attachment-bytes", type=int, default=None)
     parser.add_argument("--attachment-bytes", type=int, default=0,
-                        help="preload an attachment big.txt of this many bytes")
+                        help="preload an attachment big.pdf of this many bytes")
     parser.add_argument("--chunk-size", type=int, default=None,
                         help="emulator download chunk size (default: the emulator's)")
     parser.add_argument("--ids-file", required=True)
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.attachment_bytes:
         pattern = b"falcon-mc benchmark attachment line 0123456789abcdefghijklmnopqrstuvwxyz\n"
         data = (pattern * (args.attachment_bytes // len(pattern) + 1))[: args.attachment_bytes]
-        attachment_id = emu.add_attachment(case_id, "big.txt", data, user_uuid=user_uuid)
+        attachment_id = emu.add_attachment(case_id, "big.pdf", data, user_uuid=user_uuid)
         del data
 
     with emu.serve(host="127.0.0.1", port=0) as url:

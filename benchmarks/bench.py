@@ -33,7 +33,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path
 from typing import IO, Any
@@ -224,12 +224,14 @@ def scenario_bulk(report: Report, python: str, sizes: Sizes, workdir: Path) -> N
          f"{ideal:.3f}", "1.00", f"{t_seq / ideal:.1f}x", ""],
         [f"falcon-mc get_cases (max_concurrency={sizes.concurrency})",
          f"{t_mc:.3f}", f"{t_mc / ideal:.2f}", f"{t_seq / t_mc:.1f}x",
-         "runs: " + ", ".join(f"{r['wall']:.3f}" for r in mc)],
+         "runs: " + ", ".join(f"{r['wall']:.3f}" for r in mc)
+         + f"; client CPU {median_of(mc, 'cpu'):.3f} s"],
         ["FalconPy get_cases, sequential batches",
-         f"{t_seq:.3f}", f"{t_seq / ideal:.2f}", "1.0x", ""],
+         f"{t_seq:.3f}", f"{t_seq / ideal:.2f}", "1.0x", f"client CPU {fp_seq['cpu']:.3f} s"],
         ["FalconPy get_cases, ThreadPoolExecutor(16)",
          f"{t_pool:.3f}", f"{t_pool / ideal:.2f}", f"{t_seq / t_pool:.1f}x",
-         "runs: " + ", ".join(f"{r['wall']:.3f}" for r in fp_pool)],
+         "runs: " + ", ".join(f"{r['wall']:.3f}" for r in fp_pool)
+         + f"; client CPU {median_of(fp_pool, 'cpu'):.3f} s"],
     ]
     report.table(
         f"1. Bulk fetch: {sizes.cases:,} cases, {sizes.batch} ids per request ({batches} "
@@ -278,7 +280,7 @@ def scenario_cpu(report: Report, python: str, sizes: Sizes, workdir: Path) -> No
 
 def scenario_attachments(report: Report, python: str, sizes: Sizes, workdir: Path) -> None:
     size = sizes.attachment
-    big = workdir / "big.txt"
+    big = workdir / "big.pdf"
     line = b"falcon-mc benchmark upload line 0123456789abcdefghijklmnopqrstuvwxyz\n"
     block = line * (MIB // len(line) + 1)
     with big.open("wb") as out:
@@ -289,31 +291,44 @@ def scenario_attachments(report: Report, python: str, sizes: Sizes, workdir: Pat
     common = {"ids_file": workdir / "ids.txt", "size": size, "out_dir": workdir}
     with emulator(python, workdir, cases=100, attachment_bytes=size,
                   max_attachment_bytes=size + MIB) as emu:
-        down = {"id": emu.attachment_id}
-        up = {"case_id": emu.case_id, "user_uuid": emu.user_uuid, "file": big}
-        results = {
-            ("download", "falcon-mc"): run_worker(
-                python, RUN_MC, "download", url=emu.url, attachment_id=down["id"], **common),
-            ("download", "FalconPy"): run_worker(
-                python, RUN_FP, "download", url=emu.url, attachment_id=down["id"], **common),
-            ("upload", "falcon-mc"): run_worker(python, RUN_MC, "upload", url=emu.url,
-                                                **up, **common),
-            ("upload", "FalconPy"): run_worker(python, RUN_FP, "upload", url=emu.url,
-                                               **up, **common),
+        down: dict[str, Any] = {"attachment_id": emu.attachment_id}
+        up: dict[str, Any] = {"case_id": emu.case_id, "user_uuid": emu.user_uuid, "file": big}
+        variants: dict[tuple[str, str], tuple[Path, dict[str, Any]]] = {
+            ("download", "falcon-mc"): (RUN_MC, down),
+            ("download", "FalconPy"): (RUN_FP, down),
+            ("upload", "falcon-mc"): (RUN_MC, up),
+            ("upload", "FalconPy"): (RUN_FP, up),
         }
+        runs: dict[tuple[str, str], list[dict[str, Any]]] = {key: [] for key in variants}
+        for _ in range(sizes.repeat):  # interleaved, so that drift hits every variant alike
+            for (direction, client), (script, options) in variants.items():
+                runs[(direction, client)].append(
+                    run_worker(python, script, direction, url=emu.url, **options, **common))
     big.unlink()
     rows = []
-    for (direction, client), result in results.items():
-        if result["bytes"] != size:
-            raise RuntimeError(f"{client} {direction}: {result['bytes']} bytes, not {size}")
-        if direction == "upload" and result.get("server_size") not in (None, size):
-            raise RuntimeError(f"{client} upload: the emulator stored {result['server_size']}")
-        result["mbps"] = size / MIB / result["wall"]
-        rows.append([direction, client, f"{result['growth_mib']:.1f}",
-                     f"{result['mbps']:.0f}", f"{result['wall']:.2f}"])
+    results: dict[tuple[str, str], dict[str, Any]] = {}
+    for (direction, client), variant_runs in runs.items():
+        for result in variant_runs:
+            if result["bytes"] != size:
+                raise RuntimeError(f"{client} {direction}: {result['bytes']} bytes, not {size}")
+            if direction == "upload" and result.get("server_size") not in (None, size):
+                raise RuntimeError(f"{client} upload: the emulator stored {result['server_size']}")
+            result["mbps"] = size / MIB / result["wall"]
+        results[(direction, client)] = summary = {
+            "growth_mib": max(r["growth_mib"] for r in variant_runs),
+            "mbps": median_of(variant_runs, "mbps"),
+            "wall": median_of(variant_runs, "wall"),
+            "memory_method": variant_runs[0]["memory_method"],
+        }
+        rows.append([direction, client, f"{summary['growth_mib']:.1f}", f"{summary['mbps']:.0f}",
+                     f"{summary['wall']:.2f}",
+                     " / ".join(f"{r['mbps']:.0f}" for r in variant_runs)])
     report.table(
-        f"3. Attachments: {size // MIB} MiB file (falcon-mc: save() / path=; FalconPy: bytes)",
-        ["direction", "client", "peak RSS growth MiB", "MiB/s", "wall s"], rows)
+        f"3. Attachments: {size // MIB} MiB file, {sizes.repeat} runs each (falcon-mc: "
+        f"download_case_attachment().save(path), add_case_attachment(path=); FalconPy: "
+        f"download_case_attachment(id=) -> bytes, add_case_attachment(file_data=bytes))",
+        ["direction", "client", "peak RSS growth MiB (max)", "MiB/s (median)", "wall s",
+         "MiB/s per run"], rows)
     method = results[("download", "falcon-mc")]["memory_method"]
     report.say(f"- memory: peak resident set size during the transfer minus before it "
                f"({method}, /proc/self/status)")
@@ -364,7 +379,8 @@ def scenario_ratelimit(report: Report, python: str, sizes: Sizes, workdir: Path)
     report.say("- " + report.verdict("4-429", worst <= 1,
                                      f"at most one 429 per minute window: worst window {worst}"))
     if mine.get("raised"):
-        report.say(f"- note: {mine['raised']} get_cases calls raised RateLimitError")
+        report.say(f"- note: {mine['raised']} get_cases calls raised RateLimitError "
+                   f"(default max_retries)")
     report.say()
 
 
@@ -379,6 +395,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", choices=sorted(SCENARIOS), default=None,
                         help="run only these scenarios")
     parser.add_argument("--repeat", type=int, default=None, help="runs per timed variant")
+    parser.add_argument("--cases", type=int, default=None, help="cases fetched in 1 and 2")
+    parser.add_argument("--batch", type=int, default=None, help="ids per request in 1 and 2")
+    parser.add_argument("--concurrency", type=int, default=None,
+                        help="falcon-mc max_concurrency (1, 2, 4)")
+    parser.add_argument("--latency", type=float, default=None, help="seconds, scenario 1")
+    parser.add_argument("--attachment-mib", type=int, default=None, help="scenario 3 size")
+    parser.add_argument("--rate", type=int, default=None, help="requests per minute, 4")
+    parser.add_argument("--duration", type=float, default=None,
+                        help="seconds of sustained work in 4 (a multiple of 60)")
     parser.add_argument("--contrast", action=argparse.BooleanOptionalAction, default=None,
                         help="also run FalconPy against the rate limit (default: full only)")
     parser.add_argument("--markdown", type=Path, default=None, help="also write the tables here")
@@ -386,10 +411,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="interpreter for the worker processes (default: this one)")
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
-    if args.repeat is not None:
-        sizes = Sizes(**{**sizes.__dict__, "repeat": args.repeat})
-    if args.contrast is not None:
-        sizes = Sizes(**{**sizes.__dict__, "contrast": args.contrast})
+    overrides = {
+        "repeat": args.repeat, "cases": args.cases, "batch": args.batch,
+        "concurrency": args.concurrency, "latency": args.latency, "rate": args.rate,
+        "duration": args.duration, "contrast": args.contrast,
+        "attachment": None if args.attachment_mib is None else args.attachment_mib * MIB,
+    }
+    sizes = replace(sizes, **{k: v for k, v in overrides.items() if v is not None})
     report = Report(args.markdown)
     header(report, sizes, args.quick)
     started = time.perf_counter()

@@ -337,17 +337,21 @@ async def test_pacing_starts_when_the_budget_runs_low(router: respx.MockRouter) 
     )
     async with client(router, max_concurrency=4) as mc:
         gate = mc._pipeline.gate
-        assert not gate.pacing
+
+        def pacing() -> bool:
+            return gate.pacing
+
+        assert not pacing()
         await mc.get_cases("c")
         assert mc.rate_limit is not None
         assert (mc.rate_limit.limit, mc.rate_limit.remaining) == (600, 3)
-        assert gate.pacing
+        assert pacing()
         first, second = gate.delay(), gate.delay()
         assert second - first == pytest.approx(0.1, abs=0.01)  # 60 s / 600 requests
         route.respond(200, json=envelope([{"id": "c"}]),
                       headers={"X-RateLimit-Limit": "600", "X-RateLimit-Remaining": "500"})
         await mc.get_cases("c")
-        assert not gate.pacing
+        assert not pacing()
 
 
 async def test_retry_after_header_forms_are_all_understood(router: respx.MockRouter) -> None:

@@ -10,7 +10,7 @@ import copy
 import io
 import os
 import warnings
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from types import TracebackType
@@ -708,10 +708,16 @@ class AsyncMessageCenter:
 
     @asynccontextmanager
     async def _download(self, attachment_id: str) -> AsyncIterator[AttachmentDownload]:
-        async with self._pipeline.stream(
-            ops.DOWNLOAD_CASE_ATTACHMENT, self._options, params={"id": attachment_id}
-        ) as response:
-            yield AttachmentDownload(response, attachment_id)
+        def reopen() -> AbstractAsyncContextManager[httpx.Response]:
+            return self._pipeline.stream(
+                ops.DOWNLOAD_CASE_ATTACHMENT, self._options, params={"id": attachment_id}
+            )
+
+        async with reopen() as response:
+            yield AttachmentDownload(
+                response, attachment_id, reopen=reopen,
+                max_retries=self._options.policy.max_retries,
+            )
 
     # -- bulk iteration -------------------------------------------------------------------------
 
@@ -721,7 +727,7 @@ class AsyncMessageCenter:
         filter: str | Filter | None = None,
         sort: str | None = None,
         window: int | None = None,
-    ) -> AsyncIterator[Case]:
+    ) -> AsyncGenerator[Case, None]:
         """Every case matching ``filter``, in query order, fetched concurrently.
 
         Ids are paged and entities fetched in batches, at most ``window`` cases in memory
@@ -743,7 +749,7 @@ class AsyncMessageCenter:
         filter: str | Filter | None = None,
         sort: str | None = None,
         window: int | None = None,
-    ) -> AsyncIterator[CaseActivity]:
+    ) -> AsyncGenerator[CaseActivity, None]:
         """Every activity of a case, in query order (see :meth:`iter_cases`).
 
         Example::
@@ -757,7 +763,7 @@ class AsyncMessageCenter:
 
     async def _iter_entities(
         self, paginator: AsyncPaginator, get: Any, window: int | None
-    ) -> AsyncIterator[Any]:
+    ) -> AsyncGenerator[Any, None]:
         """Yield entities window by window; the next window's ids are paged in meanwhile.
 
         Each step fetches the current window's entities and the next window's ids at once, in a

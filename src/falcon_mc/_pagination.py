@@ -9,7 +9,7 @@ out of ``async for`` early is safe.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
 
 import anyio
 
@@ -50,7 +50,7 @@ class AsyncPaginator:
     def __await__(self) -> Generator[object, None, IdPage]:
         return self._fetch(self._offset or 0, self._limit).__await__()
 
-    async def pages(self) -> AsyncIterator[IdPage]:
+    async def pages(self) -> AsyncGenerator[IdPage, None]:
         """Every page in order, starting at ``offset``."""
         limit = self._limit or self._page_size
         first = await self._fetch(self._offset or 0, limit)
@@ -80,7 +80,7 @@ class AsyncPaginator:
                 tg.start_soon(fetch_one, off)
         return [results[off] for off in offsets]
 
-    async def _sequential(self, page: IdPage, limit: int) -> AsyncIterator[IdPage]:
+    async def _sequential(self, page: IdPage, limit: int) -> AsyncGenerator[IdPage, None]:
         """Walk by ``next_offset`` when the server gives no total."""
         while page.next_offset is not None and page.next_offset > page.offset:
             page = await self._fetch(page.next_offset, limit)
@@ -88,7 +88,7 @@ class AsyncPaginator:
                 return
             yield page
 
-    async def __aiter__(self) -> AsyncIterator[str]:
+    async def __aiter__(self) -> AsyncGenerator[str, None]:
         async for page in self.pages():
             for item in page.ids:
                 yield item

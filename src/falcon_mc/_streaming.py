@@ -7,9 +7,12 @@ its ``Content-Length`` up front. Downloads never hold more than one chunk in mem
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import os
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import BinaryIO
 
@@ -42,8 +45,22 @@ _EXTENSIONS = {
 }
 
 
+Reopen = Callable[[], AbstractAsyncContextManager[httpx.Response]]
+
+
+def _open_part(part: Path) -> BinaryIO:
+    """Create ``part`` afresh for writing, never through a link planted under its name."""
+    with contextlib.suppress(FileNotFoundError):
+        part.unlink()  # a stale file or a planted link: removes the link, never its target
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    return os.fdopen(os.open(part, flags, 0o666), "wb")
+
+
 class AttachmentDownload:
     """An attachment being downloaded; valid inside ``async with mc.download_case_attachment(id)``.
+
+    :meth:`save` and :meth:`aread` re-request the attachment when its body is cut short (up to
+    the client's ``max_retries``); :meth:`aiter_bytes` cannot, since it has handed out bytes.
 
     Example::
 
@@ -52,15 +69,27 @@ class AttachmentDownload:
             await download.save("out/")          # streams to out/<name>.part, then renames
     """
 
-    def __init__(self, response: httpx.Response, attachment_id: str) -> None:
-        self._response = response
+    def __init__(
+        self,
+        response: httpx.Response,
+        attachment_id: str,
+        *,
+        reopen: Reopen | None = None,
+        max_retries: int = 0,
+    ) -> None:
         self.id = attachment_id
+        self._reopen = reopen
+        self._max_retries = max_retries
+        self._use(response)
+
+    def _use(self, response: httpx.Response) -> None:
+        self._response = response
         self.content_type: str = (
             response.headers.get("Content-Type", "application/octet-stream").split(";")[0].strip()
         )
         length = response.headers.get("Content-Length")
         self.content_length: int | None = int(length) if length and length.isdigit() else None
-        fallback = f"attachment-{sanitize_filename(attachment_id, fallback='file')}"
+        fallback = f"attachment-{sanitize_filename(self.id, fallback='file')}"
         fallback += _EXTENSIONS.get(self.content_type, "")
         self.filename: str = sanitize_filename(
             parse_content_disposition_filename(response.headers.get("Content-Disposition")),
@@ -99,29 +128,71 @@ class AttachmentDownload:
                 trace_id=self.trace_id,
             )
 
+    async def _consume(
+        self,
+        restart: Callable[[], Awaitable[None]],
+        write: Callable[[bytes], Awaitable[object]],
+        chunk_size: int,
+    ) -> None:
+        """Feed the body to ``write``; when it is cut short, ``restart`` and request it again."""
+        async with contextlib.AsyncExitStack() as stack:
+            for attempt in itertools.count():
+                await restart()
+                try:
+                    async for chunk in self.aiter_bytes(chunk_size):
+                        await write(chunk)
+                    return
+                except APIConnectionError:
+                    if self._reopen is None or attempt >= self._max_retries:
+                        raise
+                self._use(await stack.enter_async_context(self._reopen()))
+
     async def aread(self) -> bytes:
         """The whole body in memory (prefer :meth:`save` or :meth:`aiter_bytes` for big files)."""
-        parts = [chunk async for chunk in self.aiter_bytes()]
+        parts: list[bytes] = []
+
+        async def restart() -> None:
+            parts.clear()
+
+        async def write(chunk: bytes) -> None:
+            parts.append(chunk)
+
+        await self._consume(restart, write, CHUNK_SIZE)
         return b"".join(parts)
 
     async def save(self, path: str | os.PathLike[str], *, chunk_size: int = CHUNK_SIZE) -> Path:
         """Stream to ``path`` (a file, or a folder to save under the sanitised ``filename``).
 
-        Writes ``<path>.part`` and renames it only when the whole body arrived; on failure or
-        cancellation the ``.part`` file is removed. Returns the final path.
+        Writes ``<path>.part`` (created afresh, never through a link) and renames it only when
+        the whole body arrived; on failure or cancellation the ``.part`` file is removed.
+        Returns the final path.
         """
         target = Path(path)
         if await anyio.Path(target).is_dir():
             target = safe_join(target, self.filename)
         part = target.with_name(target.name + ".part")
+        out: anyio.AsyncFile[bytes] | None = None
+
+        async def restart() -> None:
+            nonlocal out
+            if out is not None:
+                await out.aclose()
+            out = anyio.wrap_file(await anyio.to_thread.run_sync(_open_part, part))
+
+        async def write(chunk: bytes) -> None:
+            assert out is not None
+            await out.write(chunk)
+
         try:
-            async with await anyio.open_file(part, "wb") as out:
-                async for chunk in self.aiter_bytes(chunk_size):
-                    await out.write(chunk)
+            await self._consume(restart, write, chunk_size)
+            assert out is not None
+            await out.aclose()
             await anyio.Path(part).replace(target)
         except BaseException:
             with anyio.CancelScope(shield=True):
-                await anyio.Path(part).unlink(missing_ok=True)
+                if out is not None:
+                    await out.aclose()
+                    await anyio.Path(part).unlink(missing_ok=True)
             raise
         return target
 

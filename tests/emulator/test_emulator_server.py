@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import _thread
 import socket
+import threading
 from collections.abc import Iterator, MutableMapping
 from typing import Any
 
@@ -185,26 +187,25 @@ def test_run_prints_url(emu: Emulator, capsys: pytest.CaptureFixture[str]) -> No
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
+    waiter = threading.Event()
+    answered: list[int] = []
 
-    import threading
-
-    done = threading.Event()
-
-    def interrupt_when_listening() -> None:
-        for _ in range(200):
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+    def interrupt_once_served() -> None:
+        # a full request/response proves the server is up; then interrupt it like Ctrl-C does
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
+            for _ in range(500):
+                try:
+                    answered.append(client.get("/nope").status_code)
                     break
-            except OSError:
-                done.wait(0.01)
-        import _thread
-
+                except httpx.TransportError:
+                    waiter.wait(0.01)
         _thread.interrupt_main()
 
-    thread = threading.Thread(target=interrupt_when_listening)
+    thread = threading.Thread(target=interrupt_once_served)
     thread.start()
     try:
         emu.run(port=port)
     finally:
         thread.join()
+    assert answered == [404]
     assert f"listening on http://127.0.0.1:{port}" in capsys.readouterr().out

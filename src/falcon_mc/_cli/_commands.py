@@ -10,10 +10,10 @@ import json
 import sys
 import time
 import warnings
-from collections.abc import AsyncIterator, Sequence
-from contextlib import aclosing
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import anyio
 import typer
@@ -30,7 +30,7 @@ from rich.progress import (
 from .._client import AsyncMessageCenter
 from .._exceptions import InvalidArgumentError
 from ..emulator import CASE_TYPES, Emulator
-from ..models import AggregateQuery, Case, CaseActivity
+from ..models import Case, CaseActivity
 from ._core import (
     EMULATOR_CASES,
     EMULATOR_SEED,
@@ -82,6 +82,20 @@ UserUuidOpt = Annotated[
 ]
 
 
+T = TypeVar("T")
+
+
+@asynccontextmanager
+async def _closing(iterator: AsyncIterator[T]) -> AsyncGenerator[AsyncIterator[T]]:
+    """Close an async generator when the block ends (also when left early)."""
+    try:
+        yield iterator
+    finally:
+        aclose = getattr(iterator, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
 def _read_text(value: str) -> str:
     """``-`` means: read the text from stdin."""
     return sys.stdin.read() if value == "-" else value
@@ -109,7 +123,7 @@ async def _case_ids(
     ids: list[str] = []
     total: int | None = None
     paginator = mc.query_cases(filter=fql, sort=sort, limit=MAX_PAGE, offset=offset or None)
-    async with aclosing(paginator.pages()) as pages:
+    async with _closing(paginator.pages()) as pages:
         async for page in pages:
             total = page.total if total is None else total
             ids.extend(page.ids)
@@ -153,12 +167,16 @@ def cases_list(
 @global_options()
 def cases_get(
     ctx: typer.Context,
-    ids: Annotated[list[str], typer.Argument(help="Case ids (also comma-separated).")],
+    ids: Annotated[
+        list[str], typer.Argument(metavar="ID...", help="Case ids (also comma-separated).")
+    ],
 ) -> None:
     """Show cases by id (exit 5 if any id is not found)."""
 
+    wanted = [part.strip() for arg in ids for part in arg.split(",") if part.strip()]
+
     async def work(s: Session) -> int:
-        envelope = await s.mc.get_cases(ids)
+        envelope = await s.mc.get_cases(wanted)
         for case in envelope.resources:
             if s.out.json_mode:
                 s.out.json(dump(case))
@@ -242,8 +260,8 @@ def cases_update(
 @global_options()
 def cases_comment(
     ctx: typer.Context,
-    case_id: Annotated[str, typer.Argument(help="The case id.")],
-    text: Annotated[str, typer.Argument(help="The comment ('-': read from stdin).")],
+    case_id: Annotated[str, typer.Argument(metavar="CASE_ID", help="The case id.")],
+    text: Annotated[str, typer.Argument(metavar="TEXT", help="The comment ('-': read from stdin).")],
     user_uuid: UserUuidOpt = None,
 ) -> None:
     """Add a comment to a case."""
@@ -276,7 +294,7 @@ async def _activities(
     ids: list[str] = []
     paginator = mc.query_activities(case_id=case_id, filter=fql, sort=sort,
                                     limit=min(limit or MAX_PAGE, MAX_PAGE))
-    async with aclosing(paginator.__aiter__()) as walk:
+    async with _closing(paginator.__aiter__()) as walk:
         async for activity_id in walk:
             ids.append(activity_id)
             if limit is not None and len(ids) >= limit:
@@ -287,7 +305,7 @@ async def _activities(
 @global_options()
 def activities_list(
     ctx: typer.Context,
-    case_id: Annotated[str, typer.Argument(help="The case id.")],
+    case_id: Annotated[str, typer.Argument(metavar="CASE_ID", help="The case id.")],
     fql: Annotated[
         str | None,
         typer.Option("--filter", "-f", help="FQL on activity.type / activity.created_time.",
@@ -324,10 +342,10 @@ def activities_list(
 @global_options()
 def attachments_upload(
     ctx: typer.Context,
-    case_id: Annotated[str, typer.Argument(help="The case id.")],
+    case_id: Annotated[str, typer.Argument(metavar="CASE_ID", help="The case id.")],
     file: Annotated[
         Path,
-        typer.Argument(exists=True, dir_okay=False, readable=True,
+        typer.Argument(metavar="FILE", exists=True, dir_okay=False, readable=True,
                        help="The file (png bmp jpg jpeg gif pdf doc docx xls xlsx pptx txt csv, "
                        "at most 15 MB)."),
     ],
@@ -532,7 +550,7 @@ def export(
         try:
             with progress:
                 task = progress.add_task("exporting cases", total=total)
-                async with aclosing(_batches(s.mc.iter_cases(filter=fql, sort=sort), batch)) as it:
+                async with _closing(_batches(s.mc.iter_cases(filter=fql, sort=sort), batch)) as it:
                     async for chunk in it:
                         activities = await _activities_of(s.mc, chunk)
                         lines = []
@@ -585,7 +603,7 @@ def emulator(
     emu = Emulator.seeded(n_cases=cases, seed=seed)
     emu.settings.latency = latency
     emu.settings.rate_limit_per_minute = rate_limit
-    url = f"http://{host}:{port}" if port else "the URL printed below"
+    url = f"http://{host}:{port}" if port else "<the URL it listens on>"
     out.err.print(
         f"[bold]falcon-mc emulator[/]: {cases} cases (seed {seed}). Any non-empty client id and "
         "secret are accepted, for example:\n"

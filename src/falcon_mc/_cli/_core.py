@@ -7,6 +7,7 @@ body with ``anyio.run`` and turns the library's exceptions into a message and an
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import json
@@ -52,6 +53,7 @@ __all__ = [
     "MissingCredentialsError",
     "Output",
     "Session",
+    "console",
     "describe_error",
     "execute",
     "global_options",
@@ -186,8 +188,8 @@ def global_options(*, skip: Collection[str] = ()) -> Callable[[F], F]:
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             values = {key: kwargs.pop(param.name, None) for key, param in extra.items()}
-            ctx = kwargs.get("ctx")
-            if isinstance(ctx, typer.Context):
+            ctx = kwargs.get("ctx")  # typer passes its click context (not always a typer.Context)
+            if ctx is not None and hasattr(ctx, "obj"):
                 state(ctx).merge(values)
             return func(*args, **kwargs)
 
@@ -202,13 +204,24 @@ def global_options(*, skip: Collection[str] = ()) -> Callable[[F], F]:
 # -- output -----------------------------------------------------------------------------------------
 
 
+#: Width of tables written to a pipe or file (a terminal's own width is used otherwise).
+PIPE_WIDTH = 160
+
+
+def console(*, stderr: bool) -> Console:
+    """A rich console on stdout or stderr; wide when not a terminal (unless $COLUMNS is set)."""
+    stream = sys.stderr if stderr else sys.stdout
+    wide = not stream.isatty() and not os.environ.get("COLUMNS")
+    return Console(stderr=stderr, highlight=False, width=PIPE_WIDTH if wide else None)
+
+
 class Output:
     """Where a command writes: rich on stdout, notes and errors on stderr, JSON lines raw."""
 
     def __init__(self, *, json_mode: bool) -> None:
         self.json_mode = json_mode
-        self.out = Console(highlight=False)
-        self.err = Console(stderr=True, highlight=False)
+        self.out = console(stderr=False)
+        self.err = console(stderr=True)
 
     def json(self, obj: object) -> None:
         """One JSON document on its own line on stdout."""
@@ -333,7 +346,7 @@ _ARGUMENT_NAMES = {
 def _leaf(exc: BaseException) -> BaseException:
     """The first meaningful exception inside (nested) exception groups."""
     while isinstance(exc, BaseExceptionGroup):
-        inner = [e for e in exc.exceptions if not isinstance(e, anyio.get_cancelled_exc_class())]
+        inner = [e for e in exc.exceptions if not isinstance(e, asyncio.CancelledError)]
         exc = (inner or list(exc.exceptions))[0]
     return exc
 
@@ -346,7 +359,9 @@ def _status_details(exc: APIStatusError) -> list[str]:
             text = f"[{detail.code}] {text}"
         if detail.id:
             text += f" (id {detail.id})"
-        if text and text not in exc.message:
+        if detail.message and detail.message in exc.message:
+            continue
+        if text:
             lines.append(text)
     return lines
 

@@ -26,7 +26,7 @@ from .. import fql
 from .._client import AsyncMessageCenter
 from .._version import __version__
 from ..emulator import Emulator
-from ..models import AggregateQuery
+from ..models import AggregateQuery, Case
 from ._core import (
     EMULATOR_CASES,
     EMULATOR_CLIENT_ID,
@@ -75,12 +75,24 @@ class Tour:
         elapsed = time.perf_counter() - started
         requests = self._requests_since()
         ops = ", ".join(f"{op} x{n}" for op, n in sorted(requests.items()))
-        self.console.print(
-            f"  [green]done[/] in {elapsed * 1000:.0f} ms, {sum(requests.values())} HTTP "
-            f"request(s){': ' + ops if ops else ''}"
-        )
+        counted = f", {sum(requests.values())} HTTP request(s): {ops}" if ops else ""
+        self.console.print(f"  [green]done[/] in {elapsed * 1000:.0f} ms{counted}")
         self.steps.append({"step": number, "title": title, "ms": round(elapsed * 1000, 1),
                            "requests": sum(requests.values())})
+
+
+async def _busiest(mc: AsyncMessageCenter, cases: list[Case]) -> Case:
+    """The case with the most activities among ``cases`` (their totals asked concurrently)."""
+    totals: dict[str, int] = {}
+
+    async def count(case_id: str) -> None:
+        totals[case_id] = (await mc.query_activities(case_id=case_id, limit=1)).total or 0
+
+    async with anyio.create_task_group() as tg:
+        for case in cases:
+            if case.id:
+                tg.start_soon(count, case.id)
+    return max(cases, key=lambda c: totals.get(c.id or "", -1))
 
 
 async def _tour(
@@ -113,18 +125,21 @@ async def _tour(
             say(aggregation_table(by_status))
             say(aggregation_table(by_week, last=12))
 
-        target = cases[0]
-        assert target.id is not None
-        user = (target.assigner.uuid if target.assigner else None) or next(iter(tour.emu.users))
-        comment = f"Looking into this now (posted by falcon-mc demo at {time.strftime('%H:%M:%S')})"
         with tour.step(4, "Comment on a case and read its activities (CaseAddActivity, "
                           "QueryActivityByCaseID, GetCaseActivityByIds)"):
-            await mc.add_case_activity(case_id=target.id, content=comment, user_uuid=user)
+            target = await _busiest(mc, cases[:10])
+            case_id = target.id or ""
+            user = (target.assigner.uuid if target.assigner else None) or next(
+                iter(tour.emu.users)
+            )
+            comment = (f"Looking into this now (posted by falcon-mc demo at "
+                       f"{time.strftime('%H:%M:%S')})")
+            say(f"  the busiest of the 10 newest open cases: [cyan]{case_id}[/] {target.title}")
+            await mc.add_case_activity(case_id=case_id, content=comment, user_uuid=user)
             activity_ids = [a async for a in mc.query_activities(
-                case_id=target.id, sort="activity.created_time.asc"
+                case_id=case_id, sort="activity.created_time.asc"
             )]
             activities = (await mc.get_case_activity(activity_ids)).resources
-            say(f"  case [cyan]{target.id}[/]: {target.title}")
             say(activities_table(activities, highlight=comment))
             if not any(a.body == comment for a in activities):
                 raise RuntimeError("the new comment is not among the case's activities")
@@ -132,7 +147,7 @@ async def _tour(
         with tour.step(5, "Upload an attachment and download it back (CaseAddAttachment, "
                           "CaseDownloadAttachment)"):
             original = await anyio.Path(sample).read_bytes()
-            uploaded = await mc.add_case_attachment(case_id=target.id, user_uuid=user,
+            uploaded = await mc.add_case_attachment(case_id=case_id, user_uuid=user,
                                                     path=sample)
             attachment = uploaded.resources[0]
             assert attachment.id is not None
@@ -153,7 +168,7 @@ async def _tour(
             "cases_fetched": len(cases),
             "open_cases": len(ids),
             "activities_read": len(activities),
-            "comment_case": target.id,
+            "comment_case": case_id,
             "attachment_id": attachment.id,
             "attachment_bytes": len(copy),
             "rate_limit_remaining": limit.remaining if limit else None,
@@ -164,8 +179,8 @@ def _summary(tour: Tour, facts: dict[str, Any], elapsed: float, url: str) -> dic
     requests = Counter(tour.emu.stats.requests)
     total_requests = sum(requests.values())
     table = Table(title="What the demo did", title_justify="left", show_header=False)
-    table.add_column(style="bold")
-    table.add_column()
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(max_width=100)
     table.add_row("emulator", url)
     table.add_row("HTTP requests", f"{total_requests} ("
                   + ", ".join(f"{op} x{n}" for op, n in sorted(requests.items())) + ")")

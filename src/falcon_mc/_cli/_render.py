@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
+from rich import box
 from rich.console import Group, RenderableType
 from rich.panel import Panel
 from rich.table import Table
@@ -43,12 +44,12 @@ def _who(user: User | None) -> str:
 
 def cases_table(cases: Iterable[Case], *, title: str | None = None) -> Table:
     """id, status, type, created, title."""
-    table = Table(title=title, title_justify="left", expand=False)
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
     table.add_column("id", no_wrap=True, min_width=32, style="cyan")
-    table.add_column("status", no_wrap=True)
-    table.add_column("type", no_wrap=True)
-    table.add_column("created", no_wrap=True)
-    table.add_column("title", overflow="ellipsis", no_wrap=True, max_width=60)
+    table.add_column("status", min_width=6, overflow="fold")
+    table.add_column("type", min_width=10, overflow="fold")
+    table.add_column("created", min_width=10)
+    table.add_column("title", min_width=16, overflow="fold", ratio=1)
     for case in cases:
         table.add_row(
             case.id or "", case.status or "", case.type or "", fmt_time(case.created_time),
@@ -97,12 +98,12 @@ def activities_table(
     activities: Iterable[CaseActivity], *, title: str | None = None, highlight: str | None = None
 ) -> Table:
     """created, type, author, body (the ``highlight`` body in bold)."""
-    table = Table(title=title, title_justify="left")
-    table.add_column("created", no_wrap=True)
-    table.add_column("type", no_wrap=True)
-    table.add_column("author", no_wrap=True, max_width=24, overflow="ellipsis")
-    table.add_column("body", overflow="fold")
-    table.add_column("id", no_wrap=True, style="cyan")
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
+    table.add_column("created", min_width=10)
+    table.add_column("type", min_width=7, overflow="fold")
+    table.add_column("author", min_width=8, overflow="fold")
+    table.add_column("body", min_width=20, overflow="fold", ratio=1)
+    table.add_column("id", min_width=12, overflow="fold", style="cyan")
     for activity in activities:
         style = "bold green" if highlight and activity.body == highlight else ""
         table.add_row(

@@ -291,10 +291,8 @@ class Emulator:
         """
         server = Server(self._service, host, port)
 
-        async def main() -> None:
-            async with anyio.create_task_group() as tg:
-                url = await tg.start(server.run)
-                print(f"falcon-mc emulator listening on {url}", flush=True)
+        def ready(url: str) -> None:
+            print(f"falcon-mc emulator listening on {url}", flush=True)
 
         with suppress(KeyboardInterrupt):
-            anyio.run(main)
+            anyio.run(server.run, ready)

@@ -7,7 +7,7 @@ the connection for faults (close before or after processing, truncated bodies).
 from __future__ import annotations
 
 import http
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -47,8 +47,13 @@ class Server:
         self._scope: anyio.CancelScope | None = None
         self._open: set[SocketStream] = set()
 
-    async def run(self, *, task_status: TaskStatus[str] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Listen and serve; reports the base URL through ``task_status`` once listening."""
+    async def run(
+        self,
+        on_ready: Callable[[str], object] | None = None,
+        *,
+        task_status: TaskStatus[str] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Listen and serve; reports the base URL (``on_ready``, ``task_status``) once bound."""
         with anyio.CancelScope() as scope:
             self._scope = scope
             listener = await anyio.create_tcp_listener(local_host=self.host, local_port=self.port)
@@ -56,6 +61,8 @@ class Server:
                 port = listener.extra(SocketAttribute.local_port)  # noqa: S610
                 host = f"[{self.host}]" if ":" in self.host else self.host
                 self.url = f"http://{host}:{port}"
+                if on_ready is not None:
+                    on_ready(self.url)
                 task_status.started(self.url)
                 try:
                     async with anyio.create_task_group() as tg:
