@@ -9,13 +9,17 @@ Conventions (also on the "Testing your code" page of the docs):
 * Blocks of one page share their globals (``mc`` made in the first block is used by the next),
   one emulator (``Emulator.seeded(n_cases=500, seed=7)``, what ``falcon-mc emulator`` serves)
   and one working directory holding ``testfile.png`` and ``report.pdf``.
+* A block titled like a file (```` ```python title="escalation.py" ````) is not run: it is
+  written to the working directory (on ``sys.path``) for later blocks to import; the test files
+  of docs/testing.md run as a separate project in ``tests/test_plugin.py``.
 * Top-level ``await`` works (as in ``python -m asyncio``): such blocks run on the page's event
   loop, which lives in a worker thread for the whole page. Blocks that call ``anyio.run``
   (``asyncio.run``, ``trio.run``) run as scripts in the test's own thread.
 * While a block runs, ``FALCON_CLIENT_ID``/``FALCON_CLIENT_SECRET`` are set and an
   ``AsyncMessageCenter`` made without ``transport=`` is wired to the page's emulator in-process
-  (any ``base_url``, cloud or URL, lands there) with no retry delay, so examples read exactly as
-  they would against a tenant.
+  (any cloud or https URL lands there; a loopback ``http://`` URL is left alone: the example
+  served an emulator itself) with no retry delay, so examples read as they would against a
+  tenant.
 * Warnings fail the block, except the ``DeprecationWarning`` of the legacy routes
   (``create_case``, ``update_case``), which the docs mention.
 """
@@ -31,6 +35,7 @@ import io
 import os
 import re
 import shutil
+import sys
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator
@@ -61,6 +66,7 @@ PNG_1X1 = bytes.fromhex(
 PDF_MINIMAL = b"%PDF-1.4\n1 0 obj<</Type/Catalog>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n"
 
 _FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<ticks>`{3,})(?P<info>[^`]*)$")
+_TITLE = re.compile(r'title="(?P<title>[^"]+)"')
 
 
 @dataclass
@@ -73,6 +79,7 @@ class Block:
     code: str
     index: int = 0  # position among the page's runnable blocks (1-based)
     output: str | None = None
+    title: str | None = None  # ```python title="name.py": a file, not a snippet
 
 
 def parse_blocks(path: Path) -> list[Block]:
@@ -100,7 +107,10 @@ def parse_blocks(path: Path) -> list[Block]:
             text = lines[i]
             body.append(text[len(indent):] if text.startswith(indent) else text.lstrip())
             i += 1
-        blocks.append(Block(page, lang, i - len(body) + 1, "\n".join(body) + "\n"))
+        block = Block(page, lang, i - len(body) + 1, "\n".join(body) + "\n")
+        if (title := _TITLE.search(info)) is not None:
+            block.title = title["title"]
+        blocks.append(block)
         i += 1
     return blocks
 
@@ -136,6 +146,13 @@ def _is_script(tree: ast.Module) -> bool:
     return False
 
 
+def _is_loopback(base_url: object) -> bool:
+    """A client aimed at a loopback URL talks to a server the example started itself."""
+    return isinstance(base_url, str) and base_url.startswith(
+        ("http://127.0.0.1", "http://localhost", "http://[::1]")
+    )
+
+
 def _compare_output(block: Block, printed: str) -> None:
     assert block.output is not None
     want = [line.rstrip() for line in block.output.rstrip().splitlines()]
@@ -143,6 +160,24 @@ def _compare_output(block: Block, printed: str) -> None:
     if want != got:
         diff = "\n".join(difflib.unified_diff(want, got, "documented", "printed", lineterm=""))
         pytest.fail(f"{block.page}:{block.index} printed something else:\n{diff}", pytrace=False)
+
+
+class _Stdout(io.TextIOBase):
+    """The page's ``sys.stdout``: one object for the whole page (a logging handler made in one
+    block keeps working in the next), writing into the running block's buffer."""
+
+    def __init__(self) -> None:
+        self.buffer_ = io.StringIO()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        return self.buffer_.write(text)
+
+    def take(self) -> str:
+        text, self.buffer_ = self.buffer_.getvalue(), io.StringIO()
+        return text
 
 
 @dataclass
@@ -153,6 +188,7 @@ class PageRun:
     emulator: Emulator = field(default_factory=lambda: Emulator.seeded(n_cases=500, seed=7))
     namespace: dict[str, Any] = field(default_factory=lambda: {"__name__": "__main__"})
     done: int = 0
+    stdout: _Stdout = field(default_factory=_Stdout)
     _stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
     _portal: anyio.from_thread.BlockingPortal | None = None
     _workdir: Path | None = None
@@ -179,13 +215,14 @@ class PageRun:
 
         @functools.wraps(original)
         def wired(client: AsyncMessageCenter, **kwargs: Any) -> None:
-            if kwargs.get("transport") is None:
+            if kwargs.get("transport") is None and not _is_loopback(kwargs.get("base_url")):
                 kwargs["transport"] = emulator.transport()
                 kwargs.setdefault("retry_base_delay", 0)
             original(client, **kwargs)
 
         saved_env = {k: os.environ.get(k) for k in ("FALCON_CLIENT_ID", "FALCON_CLIENT_SECRET")}
         cwd = Path.cwd()
+        sys.path.insert(0, str(self.workdir))
         os.environ["FALCON_CLIENT_ID"] = "docs-client-id"
         os.environ["FALCON_CLIENT_SECRET"] = "docs-client-secret"
         os.chdir(self.workdir)
@@ -195,6 +232,7 @@ class PageRun:
         finally:
             setattr(AsyncMessageCenter, "__init__", original)  # noqa: B010
             os.chdir(cwd)
+            sys.path.remove(str(self.workdir))
             for key, value in saved_env.items():
                 if value is None:
                     os.environ.pop(key, None)
@@ -205,13 +243,16 @@ class PageRun:
         """Run one block; return what it printed. Raises what the block raised."""
         source = "\n" * (block.line - 1) + block.code  # line numbers of the page in tracebacks
         tree = ast.parse(source, filename=str(ROOT / block.page))
+        if block.title is not None and block.title.endswith(".py"):
+            (self.workdir / block.title).write_text(block.code, encoding="utf-8")
+            return ""  # a file of the example project (test files run in test_plugin.py)
         code = compile(
             source, str(ROOT / block.page), "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
         )
-        printed = io.StringIO()
+        self.stdout.take()
         with (
             self.environment(),
-            contextlib.redirect_stdout(printed),
+            contextlib.redirect_stdout(self.stdout),
             warnings.catch_warnings(record=True) as caught,
         ):
             warnings.simplefilter("always")
@@ -229,7 +270,7 @@ class PageRun:
                 + "; ".join(f"{w.category.__name__}: {w.message}" for w in unexpected),
                 pytrace=False,
             )
-        return printed.getvalue()
+        return self.stdout.take()
 
     def _evaluate_sync(self, code: CodeType) -> None:
         result = eval(code, self.namespace)  # noqa: S307 - the documentation's own examples

@@ -97,22 +97,26 @@ async def test_a_429_storm_gives_one_shared_wait(emu: Emulator, url: str) -> Non
     emu.faults.add(operation="GetCaseEntitiesByIDs", kind="rate_limit", count=1, retry_after=0.3)
     async with client(url, max_ids_per_request=50, max_concurrency=4) as mc:
         gate = mc._pipeline.gate
-        deadlines: list[float] = []
+        starts: list[float] = []
         original = gate.delay
 
-        def spy() -> float:
-            delay = original()
+        def spy(in_flight: int = 0) -> float:
+            delay = original(in_flight)
             if delay > 0:
-                deadlines.append(anyio.current_time() + delay)
+                starts.append(anyio.current_time() + delay)
             return delay
 
         gate.delay = spy  # type: ignore[method-assign]
         result = await mc.get_cases(list(emu.cases)[:400])
+        limit = mc.rate_limit.limit if mc.rate_limit and mc.rate_limit.limit else 6000
     assert len(result.resources) == 400
     assert emu.stats.responses[429] == 1
     assert emu.stats.requests["GetCaseEntitiesByIDs"] == 9  # 8 batches + 1 retry
-    assert deadlines, "tasks must wait on the shared deadline"
-    assert max(deadlines) - min(deadlines) < 0.05  # one deadline, not one per task
+    assert starts, "tasks must wait on the shared deadline"
+    # One deadline for all: the waiting tasks start together, at most spaced by the pacing
+    # interval (no herd), never each with a back-off of its own (which would be ~0.3 s apart).
+    spacing = 60 / limit
+    assert max(starts) - min(starts) <= len(starts) * spacing + 0.05
 
 
 async def test_upload_streams_the_file_from_disk(

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 
+import anyio
 import pytest
 
 from falcon_mc import RateLimit
@@ -80,3 +82,29 @@ def test_backoff_doubles_with_jitter_and_server_wait_wins() -> None:
     assert policy.delay(0, retry_after=7.5, rng=rng) == 7.5
     assert policy.delay(0, retry_after=1e6, rng=rng) == 30.0
     assert RetryPolicy(base_delay=0).delay(3, rng=rng) == 0.0
+
+
+def test_requests_in_flight_count_against_the_remaining_budget() -> None:
+    gate = RateLimitGate(low_water=4, clock=Clock())
+    gate.record(snapshot(600, 10))
+    assert gate.delay(in_flight=0) == 0.0  # 10 left, 0 in flight: no pacing yet
+    assert gate.delay(in_flight=8) == 0.0  # first paced slot is now
+    assert gate.delay(in_flight=8) == pytest.approx(0.1)
+
+
+async def test_tasks_woken_by_a_moved_deadline_take_spaced_turns() -> None:
+    gate = RateLimitGate(low_water=4)
+    gate.record(snapshot(6000, 0))
+    gate.block_for(0.05)
+    starts: list[float] = []
+
+    async def task() -> None:
+        await gate.wait()
+        starts.append(anyio.current_time())
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(5):
+            tg.start_soon(task)
+    starts.sort()
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    assert all(gap >= 0.009 for gap in gaps)  # 60 s / 6000 = 10 ms apart, not all at once

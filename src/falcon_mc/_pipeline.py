@@ -162,7 +162,7 @@ class Pipeline:
         refreshed = False
         content = None if json_body is None else json.dumps(json_body).encode()
         while True:
-            await self.gate.wait()
+            await self.gate.wait(int(self.limiter.borrowed_tokens))
             try:
                 async with self.limiter:
                     token = await self.auth.get()

@@ -36,13 +36,16 @@ class RateLimitGate:
     @property
     def pacing(self) -> bool:
         """Whether requests are currently spaced out because the budget is nearly spent."""
+        return self._pacing(0)
+
+    def _pacing(self, in_flight: int) -> bool:
         snap = self.snapshot
         return (
             snap is not None
             and snap.limit is not None
             and snap.limit > 0
             and snap.remaining is not None
-            and snap.remaining <= self._low_water
+            and snap.remaining - in_flight <= self._low_water
         )
 
     def record(self, snapshot: RateLimit | None) -> None:
@@ -55,19 +58,28 @@ class RateLimitGate:
         deadline = self._clock() + max(seconds, 0.0)
         self._not_before = max(self._not_before, deadline)
 
-    def delay(self) -> float:
-        """Reserve this task's turn and return how long it must wait for it."""
+    def delay(self, in_flight: int = 0) -> float:
+        """Reserve this task's turn and return how long it must wait for it.
+
+        ``in_flight`` requests already sent count against the remaining budget: the last reply's
+        ``X-RateLimit-Remaining`` does not know about them yet.
+        """
         now = self._clock()
         start = max(now, self._not_before)
         snap = self.snapshot
-        if self.pacing and snap is not None and snap.limit:
+        if snap is not None and snap.limit and self._pacing(in_flight):
             start = max(start, self._next_slot)
             self._next_slot = start + 60.0 / snap.limit
         return start - now
 
-    async def wait(self) -> None:
-        """Wait until this task may send (no-op when there is no back-off or pacing)."""
-        delay = self.delay()
-        while delay > 0:
+    async def wait(self, in_flight: int = 0) -> None:
+        """Wait until this task may send (no-op when there is no back-off or pacing).
+
+        If a 429 moves the shared deadline while this task sleeps, it takes a new turn after the
+        deadline (spaced like the others) instead of waking with everyone at once.
+        """
+        while (delay := self.delay(in_flight)) > 0:
+            deadline = self._not_before
             await anyio.sleep(delay)
-            delay = self._not_before - self._clock()  # a 429 may have moved the deadline
+            if self._not_before <= deadline:
+                return

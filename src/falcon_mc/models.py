@@ -32,7 +32,15 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    field_validator,
+)
+from pydantic_core import core_schema
 
 from ._exceptions import InvalidArgumentError
 
@@ -80,27 +88,47 @@ def _tolerant_timestamp(value: object) -> object:
     """Before-validator for reply timestamps.
 
     Trims fractional seconds beyond microseconds (the wire may carry nanoseconds:
-    ``2021-05-15T14:55:21.892315096Z``) and reads an empty string as "no time".
+    ``2021-05-15T14:55:21.892315096Z``) and reads an empty string as "no time". Cheap on the
+    common path: no work unless the value has a fraction longer than six digits.
     """
     if isinstance(value, str):
-        if not value.strip():
+        if not value or value.isspace():
             return None
-        return _FRACTION.sub(r"\1", value, count=1)
+        dot = value.find(".")
+        if dot != -1:
+            end = dot + 1
+            while end < len(value) and value[end].isdigit():
+                end += 1
+            if end - dot > 7:
+                return value[: dot + 7] + value[end:]
     return value
 
 
-def _none_as_empty(value: object) -> object:
-    """Before-validator: a JSON ``null`` where a list is expected reads as an empty list.
-
-    (Go's encoding/json writes a nil slice as ``null``.)
-    """
+def _none_to_empty(value: list[Any] | None) -> list[Any]:
     return [] if value is None else value
+
+
+class _NullAsEmpty:
+    """Annotation: a JSON ``null`` where a list is expected reads as ``[]``.
+
+    (Go's encoding/json writes a nil slice as ``null``.) Built into the core schema as
+    ``nullable(list) -> after``, so pydantic-core still validates the list straight from the
+    JSON bytes instead of materialising it for a Python before-validator.
+    """
+
+    @classmethod
+    def __get_pydantic_core_schema__(
+        cls, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(
+            _none_to_empty, core_schema.nullable_schema(handler(source))
+        )
 
 
 #: A reply timestamp: RFC 3339 on the wire, ``datetime`` (or ``None``) in Python.
 Timestamp = Annotated[datetime | None, BeforeValidator(_tolerant_timestamp)]
 #: A reply list: ``null`` on the wire reads as ``[]``.
-NullableList = Annotated[list[_T], BeforeValidator(_none_as_empty)]
+NullableList = Annotated[list[_T], _NullAsEmpty]
 
 
 def _rfc3339(value: datetime) -> str:
@@ -330,13 +358,8 @@ class Envelope(_Model, Generic[T]):
     """
 
     meta: Meta = Field(default_factory=Meta)
-    resources: list[T] = Field(default_factory=list)
-    errors: list[ErrorDetail] = Field(default_factory=list)
-
-    @field_validator("resources", "errors", mode="before")
-    @classmethod
-    def _null_is_empty(cls, value: object) -> object:
-        return [] if value is None else value
+    resources: NullableList[T] = Field(default_factory=list)
+    errors: NullableList[ErrorDetail] = Field(default_factory=list)
 
     @field_validator("meta", mode="before")
     @classmethod
