@@ -108,3 +108,25 @@ async def test_unknown_route_and_method(http: httpx.AsyncClient) -> None:
     assert wrong.status_code == 405
     assert wrong.headers["Allow"] == "GET"
     assert wrong.json()["errors"][0]["code"] == 405
+
+
+@pytest.mark.parametrize(
+    ("base", "region"),
+    [
+        ("https://api.crowdstrike.com", "us-1"),
+        ("http://127.0.0.1:8080", None),
+        ("http://localhost:8080", None),
+        ("http://[::1]:8080", None),
+    ],
+)
+async def test_region_header_not_sent_to_loopback(
+    emu: Emulator, base: str, region: str | None
+) -> None:
+    async with httpx.AsyncClient(transport=emu.transport(), base_url=base) as client:
+        reply = await token(client)
+    assert reply.headers.get("X-Cs-Region") == region
+
+
+async def test_region_header_can_be_disabled(anon: httpx.AsyncClient, emu: Emulator) -> None:
+    emu.settings.region = None
+    assert "X-Cs-Region" not in (await token(anon)).headers

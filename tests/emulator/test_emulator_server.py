@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import _thread
+import os
+import signal
 import socket
 import threading
 from collections.abc import Iterator, MutableMapping
@@ -199,7 +200,7 @@ def test_run_prints_url(emu: Emulator, capsys: pytest.CaptureFixture[str]) -> No
                     break
                 except httpx.TransportError:
                     waiter.wait(0.01)
-        _thread.interrupt_main()
+        os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C does (wakes the event loop)
 
     thread = threading.Thread(target=interrupt_once_served)
     thread.start()

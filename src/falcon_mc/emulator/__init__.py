@@ -17,7 +17,8 @@ What it implements
 ------------------
 * ``POST /oauth2/token`` (form ``client_id``, ``client_secret``, ``member_cid``): 201 with
   ``access_token``, ``expires_in`` (``settings.token_ttl``), ``token_type: bearer`` and an
-  ``X-Cs-Region`` header; 400 if a field is missing, 403 if ``settings.credentials`` names
+  ``X-Cs-Region: us-1`` header (``settings.region``; left out for requests addressed to a
+  loopback host, because FalconPy follows it away from any custom ``base_url``); 400 if a field is missing, 403 if ``settings.credentials`` names
   another pair. ``POST /oauth2/revoke`` (form ``token``, basic auth): 200; the token stops
   working. Message Center routes answer 401 to a missing, unknown, expired or revoked token.
 * The 11 Message Center operations with the spec's routes, methods and envelopes

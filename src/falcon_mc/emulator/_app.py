@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import json
 import re
 import time
@@ -291,7 +292,9 @@ class Service:
         if expected is not None and (client_id, secret) != tuple(expected):
             return self.fail(ctx, 403, "Failed to issue access token - Not Authorized")
         token, ttl = self.issue_token()
-        ctx.extra.append(("X-Cs-Region", self.emu.settings.region))
+        region = self.emu.settings.region
+        if region and not _is_loopback(ctx.request.headers.get("host", "")):
+            ctx.extra.append(("X-Cs-Region", region))
         body = {"access_token": token, "expires_in": ttl, "token_type": "bearer"}
         return Reply.json(201, body, ctx.headers())
 
@@ -623,6 +626,21 @@ def _check_name(name: str) -> None:
         raise _BadRequest(
             400, f"invalid file type {ext!r}: allowed types are {', '.join(UPLOAD_EXTENSIONS)}"
         )
+
+
+def _is_loopback(host: str) -> bool:
+    """Whether a Host header names this machine (``localhost``, ``127.0.0.1:8080``, ``[::1]``)."""
+    name = host.strip()
+    if name.startswith("["):
+        name = name[1 : name.find("]")] if "]" in name else name[1:]
+    elif name.count(":") == 1:
+        name = name.split(":", 1)[0]
+    if name.lower() in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
 
 
 def _parse_form(raw: bytes) -> list[tuple[str, str]]:

@@ -54,8 +54,12 @@ class EmulatorSettings:
     """Size of the chunks a download is streamed in."""
     page_limit_max: int = 500
     """Largest ``limit`` a query accepts (the spec's 500)."""
-    region: str = "us-1"
-    """Sent as ``X-Cs-Region`` with tokens (cloud autodiscovery)."""
+    region: str | None = "us-1"
+    """Sent as ``X-Cs-Region`` with tokens (cloud autodiscovery); ``None``: never sent.
+
+    Not sent when the request was addressed to a loopback host (``127.0.0.1``,
+    ``localhost``): clients that follow the header (FalconPy does, whatever its ``base_url``)
+    would otherwise leave the served emulator for the real cloud."""
 
 
 class Emulator:

@@ -110,6 +110,8 @@ class Server:
     async def _body(
         self, conn: h11.Connection, stream: SocketStream
     ) -> AsyncGenerator[bytes, None]:
+        if conn.they_are_waiting_for_100_continue:
+            await self._send(conn, stream, h11.InformationalResponse(status_code=100, headers=[]))
         while True:
             event = await self._event(conn, stream)
             if isinstance(event, h11.Data):
