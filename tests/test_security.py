@@ -548,11 +548,6 @@ def test_fql_eq_matches_exactly_the_titles_equal_to_the_text(text: str) -> None:
     assert expected  # the case titled exactly ``text`` is always among them
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="emulator bug: _fql._Parser.scalar() drops the backslash of an escaped '\\*', so "
-    "_eq() treats the literal star of fql.eq() as a wildcard (src/falcon_mc/emulator/_fql.py)",
-)
 async def test_an_escaped_star_is_literal_on_the_emulator() -> None:
     got, expected = await _titles_matching("a*b")
     assert got == expected

@@ -122,3 +122,11 @@ async def test_upload_binary_with_boundary_like_bytes(http: httpx.AsyncClient) -
     reply = await upload(http, "bin.pdf", data)
     att = reply.json()["resources"][0]["id"]
     assert (await http.get(URL, params={"id": att})).content == data
+
+
+async def test_download_non_ascii_name(http: httpx.AsyncClient, emu: Emulator) -> None:
+    att = emu.add_attachment("c1", 'rés"umé.txt', b"x")
+    reply = await http.get(URL, params={"id": att})
+    assert reply.headers["Content-Disposition"] == (
+        "attachment; filename=\"r_s_um_.txt\"; filename*=UTF-8''r%C3%A9s%22um%C3%A9.txt"
+    )

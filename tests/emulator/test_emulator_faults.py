@@ -6,6 +6,8 @@ import httpx
 import pytest
 
 from falcon_mc.emulator import Emulator
+from falcon_mc.emulator._app import ROUTES
+from falcon_mc.emulator._faults import OPERATIONS
 
 from .helpers import BASE, FakeClock
 
@@ -174,6 +176,8 @@ async def test_faults_reseed(http: httpx.AsyncClient, emu: Emulator) -> None:
 
 
 def test_bad_rules_rejected(emu: Emulator) -> None:
+    with pytest.raises(ValueError, match="unknown operation"):
+        emu.faults.add(operation="GetCases")
     with pytest.raises(ValueError, match="kind"):
         emu.faults.add(kind="explode")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="rate"):
@@ -184,3 +188,13 @@ def test_bad_rules_rejected(emu: Emulator) -> None:
 async def test_settings_latency(http: httpx.AsyncClient, emu: Emulator) -> None:
     emu.settings.latency = 0.001
     assert (await http.get(QUERY)).status_code == 200
+
+
+def test_fault_operations_match_routes() -> None:
+    assert {op for methods in ROUTES.values() for op in methods.values()} == OPERATIONS
+
+
+async def test_oauth2_alias(anon: httpx.AsyncClient, emu: Emulator) -> None:
+    emu.faults.add(operation="oauth2", kind="status", status=500, count=1)
+    token = await anon.post("/oauth2/token", data={"client_id": "a", "client_secret": "b"})
+    assert token.status_code == 500

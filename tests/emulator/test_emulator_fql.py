@@ -153,3 +153,25 @@ def test_parse_tree() -> None:
 def test_emulator_seeded_statuses_are_queryable() -> None:
     emu = Emulator.seeded(n_cases=40, seed=3)
     assert any(c["status"] == "open" for c in emu.cases.values())
+
+
+@pytest.mark.parametrize(
+    ("fql", "expected"),
+    [
+        ("case.title:'a*b'", {"star", "plain"}),
+        ("case.title:'a\\*b'", {"star"}),
+        ("case.title:'*\\**'", {"star"}),
+        ("case.title:~'\\*'", {"star"}),
+        ("case.title:''", {"empty"}),
+    ],
+)
+async def test_escaped_star_is_literal(fql: str, expected: set[str]) -> None:
+    emu = Emulator()
+    for key, title in (("star", "a*b"), ("plain", "axxb"), ("empty", "")):
+        emu.add_case(id=key, title=title)
+    headers = {"Authorization": f"Bearer {emu.issue_token()}"}
+    async with httpx.AsyncClient(
+        transport=emu.transport(), base_url="https://e", headers=headers
+    ) as client:
+        reply = await client.get(QUERY, params={"filter": fql})
+    assert set(reply.json()["resources"]) == expected

@@ -6,7 +6,7 @@ import os
 import signal
 import socket
 import threading
-from collections.abc import Iterator, MutableMapping
+from collections.abc import AsyncIterator, Iterator, MutableMapping
 from typing import Any
 
 import anyio
@@ -210,3 +210,24 @@ def test_run_prints_url(emu: Emulator, capsys: pytest.CaptureFixture[str]) -> No
         thread.join()
     assert answered == [404]
     assert f"listening on http://127.0.0.1:{port}" in capsys.readouterr().out
+
+
+async def test_handler_bug_is_a_500(
+    http: httpx.AsyncClient, emu: Emulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    emu.cases["c1"]["created_time"] = None  # corrupt state: sorting on it still works
+    emu.cases["c2"]["hosts"] = 5  # not iterable: the filter code fails
+    reply = await http.get(QUERY, params={"filter": "case.hosts:'x'"})
+    assert reply.status_code == 500
+    assert reply.json()["errors"][0]["code"] == 500
+    assert "unexpected error" in caplog.text
+    assert (await http.get(QUERY)).status_code == 200
+
+
+async def test_failing_request_stream_propagates(http: httpx.AsyncClient) -> None:
+    async def body() -> AsyncIterator[bytes]:
+        yield b'{"ids": '
+        raise RuntimeError("the sender broke")
+
+    with pytest.raises(RuntimeError, match="sender broke"):
+        await http.post("/message-center/entities/cases/GET/v1", content=body())

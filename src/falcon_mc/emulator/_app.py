@@ -10,12 +10,13 @@ import base64
 import binascii
 import ipaddress
 import json
+import logging
 import re
 import time
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, quote
 
 import anyio
 
@@ -38,6 +39,8 @@ from ._util import envelope, error, format_time, new_trace_id
 
 if TYPE_CHECKING:
     from ._emulator import Emulator
+
+logger = logging.getLogger("falcon_mc.emulator")
 
 __all__ = ["MC_OPERATIONS", "ROUTES", "Service"]
 
@@ -182,8 +185,19 @@ class Service:
         return self.reply(ctx, status, errors=[error(status, message, id)])
 
     async def handle(self, request: Request) -> Reply:
-        """Answer one request (never raises for a client error: it becomes a reply)."""
-        reply = await self._handle(request)
+        """Answer one request (never raises for a client error: it becomes a reply).
+
+        A bug in a handler becomes a 500 envelope (and a log record), as on a real server;
+        a failure while reading the request body propagates (the peer is gone).
+        """
+        try:
+            reply = await self._handle(request)
+        except Exception:
+            if request.body_failed:
+                raise
+            logger.exception("emulator: unexpected error in %s %s", request.method, request.path)
+            ctx = _Ctx(self, request, "unknown")
+            reply = self.fail(ctx, 500, "internal error in the emulator")
         if not reply.drop:
             self.emu.stats.responses[reply.status] += 1
             if reply.status == 429:
@@ -589,7 +603,7 @@ class Service:
         headers = [
             ("Content-Type", mime_type_for(record.name)),
             ("Content-Length", str(len(data))),
-            ("Content-Disposition", f'attachment; filename="{record.name}"'),
+            ("Content-Disposition", _disposition(record.name)),
             *ctx.headers(),
         ]
         return Reply(status=200, headers=headers, chunks=_chunked(data, chunk))
@@ -626,6 +640,15 @@ def _check_name(name: str) -> None:
         raise _BadRequest(
             400, f"invalid file type {ext!r}: allowed types are {', '.join(UPLOAD_EXTENSIONS)}"
         )
+
+
+def _disposition(name: str) -> str:
+    """``attachment; filename="..."`` (plus RFC 5987 ``filename*`` for non-ASCII names)."""
+    fallback = "".join(c if 32 <= ord(c) < 127 and c not in '"\\' else "_" for c in name)
+    value = f'attachment; filename="{fallback}"'
+    if fallback != name:
+        value += f"; filename*=UTF-8''{quote(name, safe='')}"
+    return value
 
 
 def _is_loopback(host: str) -> bool:

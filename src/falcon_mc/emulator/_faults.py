@@ -7,7 +7,26 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Literal
 
-__all__ = ["FAULT_KINDS", "EmulatorStats", "FaultKind", "FaultRule", "Faults"]
+__all__ = ["FAULT_KINDS", "OPERATIONS", "EmulatorStats", "FaultKind", "FaultRule", "Faults"]
+
+#: Operation ids a rule may name: the 11 Message Center operations and the two token endpoints.
+OPERATIONS = frozenset(
+    {
+        "AggregateCases",
+        "CaseAddActivity",
+        "CaseAddAttachment",
+        "CaseDownloadAttachment",
+        "CreateCase",
+        "CreateCaseV2",
+        "GetCaseActivityByIds",
+        "GetCaseEntitiesByIDs",
+        "QueryActivityByCaseID",
+        "QueryCasesIdsByFilter",
+        "UpdateCase",
+        "oauth2AccessToken",
+        "oauth2RevokeToken",
+    }
+)
 
 FaultKind = Literal[
     "status", "drop_before", "drop_after", "truncate", "slow_body", "rate_limit", "latency"
@@ -30,8 +49,8 @@ class FaultRule:
     """One fault-injection rule (made by :meth:`Faults.add`).
 
     * ``operation``: a spec operationId (``"GetCaseEntitiesByIDs"``...), ``"*"`` for the 11
-      Message Center operations, or ``"oauth2AccessToken"`` / ``"oauth2RevokeToken"`` for the
-      token endpoints (which ``"*"`` leaves alone).
+      Message Center operations, ``"oauth2AccessToken"`` / ``"oauth2RevokeToken"`` for the
+      token endpoints (which ``"*"`` leaves alone), or ``"oauth2"`` for both of them.
     * ``kind``: ``"status"`` (reply ``status`` with an error envelope, the request not processed),
       ``"drop_before"`` (close the connection before processing: no effect on state),
       ``"drop_after"`` (process, then close without replying), ``"truncate"`` (send the
@@ -65,6 +84,8 @@ class FaultRule:
         """Whether this rule applies to ``operation``."""
         if self.operation == "*":
             return not operation.startswith("oauth2")
+        if self.operation == "oauth2":
+            return operation.startswith("oauth2")
         return self.operation == operation
 
     @property
@@ -107,6 +128,11 @@ class Faults:
         message: str | None = None,
     ) -> FaultRule:
         """Add a rule and return it (see :class:`FaultRule` for the meaning of each argument)."""
+        if operation not in OPERATIONS and operation not in ("*", "oauth2"):
+            raise ValueError(
+                f"unknown operation {operation!r}; expected '*', 'oauth2' or one of "
+                + ", ".join(sorted(OPERATIONS))
+            )
         if kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {kind!r}; expected one of {FAULT_KINDS}")
         if not 0.0 <= rate <= 1.0:

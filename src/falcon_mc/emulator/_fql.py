@@ -15,8 +15,9 @@ case-insensitive "contains"; ``!`` negates; a list matches any of its values; mu
 (``case.hosts``...) match when any of their values matches (``!`` when none does). ``>``/``<``...
 compare timestamps as instants on time fields, numbers numerically, other strings
 lexicographically. ``_all`` is full text: it matches when any text field *contains* the value.
-Inside quotes, a backslash escapes the next character (``\\'``, ``\\\\``). A literal ``+``
-decoded as a space in a URL works too (whitespace between terms means "and").
+Inside quotes, a backslash escapes the next character (``\\'``, ``\\\\``; ``\\*`` is a literal
+star, not a wildcard). A literal ``+`` decoded as a space in a URL works too (whitespace
+between terms means "and").
 """
 
 from __future__ import annotations
@@ -65,6 +66,9 @@ class Not:
 
 
 Node = Cmp | And | Or | Not
+
+#: Stands for an escaped ``\\*`` (a literal star, not a wildcard) inside parsed values.
+LITERAL_STAR = "\ue000"
 
 _FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
 _BARE_STOP = set(" \t\r\n+,()[]'\"")
@@ -197,7 +201,8 @@ class _Parser:
                     raise self.fail("unterminated quoted value")
                 c = self.text[self.pos]
                 if c == "\\" and self.pos + 1 < len(self.text):
-                    out.append(self.text[self.pos + 1])
+                    escaped = self.text[self.pos + 1]
+                    out.append(LITERAL_STAR if escaped == "*" else escaped)
                     self.pos += 2
                     continue
                 self.pos += 1
@@ -234,7 +239,9 @@ _PATTERNS: dict[str, re.Pattern[str]] = {}
 def _compile(pattern: str) -> re.Pattern[str]:
     compiled = _PATTERNS.get(pattern)
     if compiled is None:
-        regex = ".*".join(re.escape(part) for part in pattern.split("*"))
+        regex = ".*".join(
+            re.escape(part.replace(LITERAL_STAR, "*")) for part in pattern.split("*")
+        )
         compiled = re.compile(regex, re.IGNORECASE | re.DOTALL)
         if len(_PATTERNS) < 4096:
             _PATTERNS[pattern] = compiled
@@ -252,9 +259,14 @@ def _as_number(text: str) -> float | None:
         return None
 
 
+def _literal(pattern: str) -> str:
+    return pattern.replace(LITERAL_STAR, "*")
+
+
 def _eq(field: str, value: str, pattern: str) -> bool:
     if "*" in pattern:
         return _compile(pattern).fullmatch(value) is not None
+    pattern = _literal(pattern)
     if value.casefold() == pattern.casefold():
         return True
     if _is_time_field(field):
@@ -266,10 +278,11 @@ def _eq(field: str, value: str, pattern: str) -> bool:
 def _contains(value: str, pattern: str) -> bool:
     if "*" in pattern:
         return _compile(f"*{pattern}*").fullmatch(value) is not None
-    return pattern.casefold() in value.casefold()
+    return _literal(pattern).casefold() in value.casefold()
 
 
 def _order(field: str, op: str, value: str, bound: str) -> bool:
+    bound = _literal(bound)
     left: float | str | None
     right: float | str | None
     if _is_time_field(field):

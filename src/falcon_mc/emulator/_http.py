@@ -34,6 +34,8 @@ class Request:
     headers: dict[str, str]
     body: AsyncIterable[bytes]
     consumed: bool = False
+    body_failed: bool = False
+    """Set when reading the body raised (the peer went away, or the sender's stream failed)."""
 
     @property
     def query(self) -> list[tuple[str, str]]:
@@ -53,14 +55,18 @@ class Request:
         buf = bytearray()
         size = 0
         over = False
-        async for chunk in self.body:
-            size += len(chunk)
-            if limit is not None and size > limit:
-                if not over:
-                    over = True
-                    buf = bytearray()
-                continue
-            buf += chunk
+        try:
+            async for chunk in self.body:
+                size += len(chunk)
+                if limit is not None and size > limit:
+                    if not over:
+                        over = True
+                        buf = bytearray()
+                    continue
+                buf += chunk
+        except Exception:
+            self.body_failed = True
+            raise
         self.consumed = True
         if over:
             raise BodyTooLarge(size)
@@ -70,8 +76,12 @@ class Request:
         """Read and discard what is left of the body."""
         if not self.consumed:
             self.consumed = True
-            async for _ in self.body:
-                pass
+            try:
+                async for _ in self.body:
+                    pass
+            except Exception:
+                self.body_failed = True
+                raise
 
 
 async def _once(data: bytes) -> AsyncIterator[bytes]:

@@ -7,6 +7,7 @@ the connection for faults (close before or after processing, truncated bodies).
 from __future__ import annotations
 
 import http
+import logging
 from collections.abc import AsyncGenerator, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,8 @@ if TYPE_CHECKING:
     from ._app import Service
 
 __all__ = ["Server"]
+
+logger = logging.getLogger("falcon_mc.emulator")
 
 _RECV = 256 * 1024
 _HEADERS_MAX = 64 * 1024
@@ -77,7 +80,12 @@ class Server:
 
     async def _accept(self, listener: SocketListener, tg: TaskGroup) -> None:
         while True:
-            stream = await listener.accept()
+            try:
+                stream = await listener.accept()
+            except OSError as exc:  # out of file descriptors...: back off, keep serving
+                logger.warning("emulator: accept failed: %s", exc)
+                await anyio.sleep(0.05)
+                continue
             self._open.add(stream)  # closed on shutdown even if its task never starts
             tg.start_soon(self._connection, stream)
 
@@ -93,6 +101,8 @@ class Server:
         except (_ClientGone, h11.ProtocolError, anyio.BrokenResourceError,
                 anyio.ClosedResourceError, anyio.EndOfStream, ConnectionError):
             return
+        except Exception:  # never let one connection take the server down
+            logger.exception("emulator: connection handler failed")
         finally:
             self._open.discard(stream)
 
