@@ -5,6 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from ..fql import (
+    ACTIVITY_FILTER_FIELDS,
+    ACTIVITY_SORT_VALUES,
+    CASE_FILTER_FIELDS,
+    CASE_SORT_VALUES,
+)
 from ._state import Store
 from ._util import parse_time_or_none
 
@@ -18,40 +24,9 @@ __all__ = [
     "sort_key",
 ]
 
-#: The filter fields the spec allows on QueryCasesIdsByFilter.
-CASE_FILTER_FIELDS = frozenset(
-    {
-        "_all",
-        "activity.body",
-        "case.aids",
-        "case.assigner.display_name",
-        "case.assigner.first_name",
-        "case.assigner.last_name",
-        "case.assigner.uid",
-        "case.assigner.uuid",
-        "case.body",
-        "case.created_time",
-        "case.detections.id",
-        "case.hosts",
-        "case.id",
-        "case.incidents.id",
-        "case.ip_addresses",
-        "case.key",
-        "case.last_modified_time",
-        "case.status",
-        "case.title",
-        "case.type",
-    }
-)
-
-#: The filter fields the spec allows on QueryActivityByCaseID.
-ACTIVITY_FILTER_FIELDS = frozenset({"activity.created_time", "activity.type"})
-
 #: Sortable fields (the spec's sort enums, without ``.asc``/``.desc``).
-CASE_SORTS = frozenset(
-    {"case.created_time", "case.last_modified_time", "case.status", "case.type", "case.id"}
-)
-ACTIVITY_SORTS = frozenset({"activity.type", "activity.created_time"})
+CASE_SORTS = frozenset(value.rsplit(".", 1)[0] for value in CASE_SORT_VALUES)
+ACTIVITY_SORTS = frozenset(value.rsplit(".", 1)[0] for value in ACTIVITY_SORT_VALUES)
 
 _LIST_FIELDS = {"aids", "hosts", "ip_addresses"}
 _TEXT_FIELDS = ("id", "key", "title", "body", "status", "type")

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from .._filenames import UPLOAD_CONTENT_TYPES
 from ._util import format_time, parse_time
 
 __all__ = [
@@ -44,22 +45,7 @@ CASE_TYPES = (
 ACTIVITY_TYPES = ("comment", "status_change")
 
 #: File extension -> media type, for uploads (``mime_type``) and downloads (``Content-Type``).
-MIME_TYPES = {
-    "png": "image/png",
-    "bmp": "image/bmp",
-    "jpg": "image/jpeg",
-    "jpeg": "image/jpeg",
-    "gif": "image/gif",
-    "pdf": "application/pdf",
-    "doc": "application/msword",
-    "docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
-    "xls": "application/vnd.ms-excel",
-    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-    "pptx": "application/vnd.openxmlformats-officedocument.presentationml.presentation",
-    "txt": "text/plain",
-    "csv": "text/csv",
-    "zip": "application/zip",
-}
+MIME_TYPES = {**UPLOAD_CONTENT_TYPES, "zip": "application/zip"}
 
 
 @dataclass
