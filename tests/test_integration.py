@@ -251,13 +251,38 @@ async def test_second_401_is_an_authentication_error(emu: Emulator, url: str) ->
             await mc.query_cases(limit=1)
 
 
-def test_client_runs_under_trio(emu: Emulator) -> None:
-    async def scenario() -> list[str]:
-        async with AsyncMessageCenter(client_id="a", client_secret="b",
-                                      base_url="https://emulator.invalid",
-                                      transport=emu.transport(), max_ids_per_request=100) as mc:
-            ids = [i async for i in mc.query_cases(limit=200)]
-            cases = await mc.get_cases(ids)
-            return [c.id or "" for c in cases.resources]
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_representative_scenario_on_both_backends(backend: str, tmp_path: Path) -> None:
+    """Paging, bulk get, retries, a 401 refresh, upload, streamed download and a cancelled
+    download, on the in-process transport, under asyncio and under trio."""
+    emu = Emulator.seeded(n_cases=300, seed=5)
+    emu.faults.add(operation="GetCaseEntitiesByIDs", kind="status", status=503, count=2)
+    emu.faults.add(operation="QueryCasesIdsByFilter", kind="status", status=401, count=1)
 
-    assert anyio.run(scenario, backend="trio") == anyio.run(scenario, backend="asyncio")
+    async def scenario(mc: AsyncMessageCenter, folder: Path) -> tuple[list[str], bytes]:
+        ids = [i async for i in mc.query_cases(limit=100)]
+        cases = await mc.get_cases(ids)
+        uploaded = await mc.add_case_attachment(
+            case_id=ids[0], user_uuid="u", file_data=b"trio and asyncio", filename="both.txt")
+        async with mc.download_case_attachment(uploaded.resources[0].id or "") as download:
+            saved = await download.save(folder)
+        slow = emu.add_attachment(ids[0], "slow.txt", b"z" * 200_000)
+        emu.faults.add(operation="CaseDownloadAttachment", kind="slow_body", delay=0.05,
+                       chunk_size=1024, count=1)
+        with anyio.move_on_after(0.2):
+            async with mc.download_case_attachment(slow) as download:
+                await download.save(folder / "slow.txt")
+        return [c.id or "" for c in cases.resources], saved.read_bytes()
+
+    async def in_process() -> tuple[list[str], bytes]:
+        async with AsyncMessageCenter(client_id="a", client_secret="b",
+                                      base_url="https://emulator.invalid", retry_base_delay=0,
+                                      transport=emu.transport(), max_ids_per_request=50) as mc:
+            return await scenario(mc, tmp_path)
+
+    ids, data = anyio.run(in_process, backend=backend)
+    assert sorted(ids) == sorted(emu.cases)
+    assert data == b"trio and asyncio"
+    assert not list(tmp_path.glob("*.part"))
+    assert emu.stats.responses[503] == 2
+    assert emu.stats.responses[401] == 1

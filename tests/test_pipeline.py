@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import AsyncIterator
+from pathlib import Path
 
 import anyio
 import httpx
@@ -14,6 +16,7 @@ import respx
 import falcon_mc
 from falcon_mc import (
     APIConnectionError,
+    APIError,
     APIResponseValidationError,
     APIStatusError,
     AsyncMessageCenter,
@@ -364,3 +367,61 @@ async def test_retry_after_header_forms_are_all_understood(router: respx.MockRou
         async with client(router) as mc:
             await mc.get_cases("c")
         assert route.call_count - before == 2
+
+
+async def test_a_write_answered_200_with_only_errors_raises(router: respx.MockRouter) -> None:
+    router.post(CREATE).respond(
+        200, json=envelope(errors=[{"code": 400, "message": "invalid case type"}],
+                           trace_id="t-200"),
+    )
+    async with client(router) as mc:
+        with pytest.raises(APIStatusError) as info:
+            await mc.create_case_v2(content="b", title="t", type="fc:nope")
+    assert info.value.status_code == 200
+    assert info.value.trace_id == "t-200"
+    assert info.value.errors[0].message == "invalid case type"
+    assert info.value.may_have_been_applied is False
+
+
+async def test_a_read_answered_200_with_errors_keeps_them_on_the_envelope(
+    router: respx.MockRouter,
+) -> None:
+    router.post(GET_CASES).respond(
+        200, json=envelope([{"id": "a"}], errors=[{"code": 404, "message": "nf", "id": "b"}])
+    )
+    async with client(router) as mc:
+        result = await mc.get_cases(["a", "b"])
+    assert [c.id for c in result.resources] == ["a"]
+    assert [(e.code, e.id) for e in result.errors] == [(404, "b")]
+
+
+async def test_download_shorter_than_its_content_length_is_a_typed_error(
+    router: respx.MockRouter, tmp_path: Path
+) -> None:
+    class Short(httpx.AsyncByteStream):
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            yield b"only part"
+
+    router.get("/message-center/entities/case-attachment/v1").mock(
+        return_value=httpx.Response(
+            200, headers={"Content-Length": "100", "Content-Type": "text/plain",
+                          "X-CS-TRACEID": "t-dl"}, stream=Short(),
+        )
+    )
+    async with client(router, max_retries=1) as mc:
+        with pytest.raises(APIError) as info:
+            async with mc.download_case_attachment("a-1") as download:
+                await download.save(tmp_path / "x.txt")
+    assert isinstance(info.value, APIResponseValidationError | APIConnectionError)
+    assert info.value.trace_id == "t-dl"
+    assert not list(tmp_path.iterdir())
+
+
+async def test_empty_body_with_an_error_status_still_gives_the_typed_error(
+    router: respx.MockRouter,
+) -> None:
+    router.post(GET_CASES).respond(502, content=b"", headers={"X-CS-TRACEID": "t-502"})
+    async with client(router, max_retries=0) as mc:
+        with pytest.raises(InternalServerError) as info:
+            await mc.get_cases("c")
+    assert info.value.status_code == 502 and info.value.trace_id == "t-502"

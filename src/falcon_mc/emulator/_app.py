@@ -704,11 +704,16 @@ async def _truncate(reply: Reply, rule: FaultRule) -> Reply:
 
 async def _slow(chunks: AsyncIterable[bytes], rule: FaultRule) -> AsyncIterator[bytes]:
     first = True
-    async for chunk in chunks:
-        view = memoryview(chunk)
-        for start in range(0, len(chunk), rule.chunk_size):
-            if not first:
-                await anyio.sleep(rule.delay)
-            first = False
-            yield bytes(view[start : start + rule.chunk_size])
+    try:
+        async for chunk in chunks:
+            view = memoryview(chunk)
+            for start in range(0, len(chunk), rule.chunk_size):
+                if not first:
+                    await anyio.sleep(rule.delay)
+                first = False
+                yield bytes(view[start : start + rule.chunk_size])
+    finally:
+        closer = getattr(chunks, "aclose", None)
+        if closer is not None:  # a body abandoned mid-way closes its source too
+            await closer()
 
