@@ -8,6 +8,7 @@ Where ``clear_refs`` is not available, a psutil sampler thread stands in (coarse
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import json
 import re
@@ -98,3 +99,21 @@ def emit(result: dict[str, Any]) -> None:
     """Print the one result line the orchestrator reads."""
     sys.stdout.write(RESULT_PREFIX + json.dumps(result) + "\n")
     sys.stdout.flush()
+
+
+def runner_parser(description: str | None, scenarios: list[str]) -> argparse.ArgumentParser:
+    """The arguments both client runners take (each adds its own few)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("scenario", choices=sorted(scenarios))
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--ids-file", required=True)
+    parser.add_argument("--cases", type=int, default=None)
+    parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--attachment-id", default="")
+    parser.add_argument("--case-id", default="")
+    parser.add_argument("--user-uuid", default="")
+    parser.add_argument("--file", default="")
+    parser.add_argument("--out-dir", default=".")
+    parser.add_argument("--size", type=int, default=0)
+    parser.add_argument("--duration", type=float, default=60.0)
+    return parser

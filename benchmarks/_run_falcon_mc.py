@@ -20,7 +20,7 @@ from typing import Any
 import anyio
 import httpx
 
-from _common import CLIENT_ID, CLIENT_SECRET, MemoryWatch, emit, read_ids
+from _common import CLIENT_ID, CLIENT_SECRET, MemoryWatch, emit, read_ids, runner_parser
 from falcon_mc import AsyncMessageCenter, RateLimitError
 
 
@@ -159,20 +159,8 @@ SCENARIOS = {"bulk": bulk, "download": download, "upload": upload, "ratelimit": 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("scenario", choices=sorted(SCENARIOS))
-    parser.add_argument("--url", required=True)
-    parser.add_argument("--ids-file", required=True)
-    parser.add_argument("--cases", type=int, default=None)
+    parser = runner_parser(__doc__, list(SCENARIOS))
     parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--batch", type=int, default=100)
-    parser.add_argument("--attachment-id", default="")
-    parser.add_argument("--case-id", default="")
-    parser.add_argument("--user-uuid", default="")
-    parser.add_argument("--file", default="")
-    parser.add_argument("--out-dir", default=".")
-    parser.add_argument("--size", type=int, default=0)
-    parser.add_argument("--duration", type=float, default=60.0)
     args = parser.parse_args()
     emit(anyio.run(SCENARIOS[args.scenario], args))
 

@@ -26,7 +26,7 @@ from typing import Any
 import requests
 from falconpy import MessageCenter
 
-from _common import CLIENT_ID, CLIENT_SECRET, MemoryWatch, emit, read_ids
+from _common import CLIENT_ID, CLIENT_SECRET, MemoryWatch, emit, read_ids, runner_parser
 
 
 def _client(args: argparse.Namespace) -> Any:
@@ -135,21 +135,9 @@ SCENARIOS = {"bulk": bulk, "download": download, "upload": upload, "ratelimit": 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("scenario", choices=sorted(SCENARIOS))
-    parser.add_argument("--url", required=True)
-    parser.add_argument("--ids-file", required=True)
-    parser.add_argument("--cases", type=int, default=None)
+    parser = runner_parser(__doc__, list(SCENARIOS))
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--session", action="store_true")
-    parser.add_argument("--attachment-id", default="")
-    parser.add_argument("--case-id", default="")
-    parser.add_argument("--user-uuid", default="")
-    parser.add_argument("--file", default="")
-    parser.add_argument("--out-dir", default=".")
-    parser.add_argument("--size", type=int, default=0)
-    parser.add_argument("--duration", type=float, default=60.0)
     args = parser.parse_args()
     emit(SCENARIOS[args.scenario](args))
 
