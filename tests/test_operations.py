@@ -335,3 +335,24 @@ async def test_iter_cases_yields_in_query_order(
         got = [case.id async for case in mc.iter_cases(window=3)]
     assert got == ids
     assert all(len(json.loads(c.request.content)["ids"]) <= 2 for c in get_route.calls)
+
+
+async def test_add_case_attachment_with_falconpy_keywords(
+    mc: AsyncMessageCenter, router: respx.MockRouter
+) -> None:
+    """The seed's example: ``file_data=PAYLOAD`` with FalconPy's ``file_name``."""
+    route = router.post("/message-center/entities/case-attachment/v1").respond(
+        200, json=envelope([{"id": "a-1", "name": "testfile.png"}])
+    )
+    payload = b"\x89PNG\r\n\x1a\n" + bytes(32)
+    await mc.add_case_attachment(case_id="c", file_data=payload, file_name="testfile.png",
+                                 user_uuid="u")
+    body = route.calls.last.request.content
+    assert b'name="file"; filename="testfile.png"' in body
+    assert b"Content-Type: image/png" in body and payload in body
+    await mc.add_case_attachment(case_id="c", sample=payload, file_name="testfile.png",
+                                 user_uuid="u")
+    assert payload in route.calls.last.request.content
+    with pytest.raises(ValueError, match=r"^filename"):
+        await mc.add_case_attachment(case_id="c", file_data=payload, file_name="a.png",
+                                     filename="b.png", user_uuid="u")

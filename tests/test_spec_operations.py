@@ -38,7 +38,10 @@ METHODS = {
 }
 
 # Python keyword -> wire name where they differ (FalconPy's convention).
-KEYWORD_TO_WIRE = {"content": "body", "file_data": "file", "path": "file", "file": "file"}
+KEYWORD_TO_WIRE = {
+    "content": "body", "file_data": "file", "path": "file", "file": "file", "sample": "file",
+    "upfile": "file",
+}
 
 
 def test_every_spec_operation_is_implemented() -> None:
@@ -77,7 +80,7 @@ def test_keywords_map_onto_spec_parameters(op_id: str) -> None:
     signature = inspect.signature(getattr(AsyncMessageCenter, METHODS[op_id]))
     keywords = {
         name for name, p in signature.parameters.items()
-        if name not in {"self", "body", "filename", "content_type", "queries", "query"}
+        if name not in {"self", "body", "filename", "file_name", "content_type", "queries", "query"}
         and p.kind is not inspect.Parameter.VAR_POSITIONAL
     }
     wire = _wire_names(op_id)

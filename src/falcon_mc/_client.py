@@ -89,6 +89,14 @@ def _dump(model: BaseModel) -> dict[str, Any]:
     return model.model_dump(by_alias=True, exclude_none=True, mode="json")
 
 
+def _one_of(argument: str, **aliases: T | None) -> T | None:
+    """The value of whichever alias keyword was given (FalconPy's names); at most one."""
+    given = {key: value for key, value in aliases.items() if value is not None}
+    if len(given) > 1:
+        raise InvalidArgumentError(argument, f"pass only one of {', '.join(sorted(given))}")
+    return next(iter(given.values()), None)
+
+
 def _only_comments(request: ActivityCreationRequest) -> None:
     if request.type != "comment":
         raise InvalidArgumentError(
@@ -618,12 +626,17 @@ class AsyncMessageCenter:
         file: IO[bytes] | None = None,
         filename: str | None = None,
         content_type: str | None = None,
+        file_name: str | None = None,
+        sample: bytes | None = None,
+        upfile: bytes | None = None,
     ) -> Envelope[Attachment]:
         """Upload an attachment (``CaseAddAttachment``) from bytes, a path or a binary file.
 
         Files are streamed from disk in chunks; the spec's rules are checked first (at most
         15 MB; name ``[A-Za-z0-9_-]`` first, then ``[A-Za-z0-9-_. ]``, at most 255 characters;
-        png, bmp, jpg, jpeg, gif, pdf, doc, docx, xls, xlsx, pptx, txt, csv).
+        png, bmp, jpg, jpeg, gif, pdf, doc, docx, xls, xlsx, pptx, txt, csv). FalconPy's
+        keywords work too: ``file_name`` for ``filename``, ``sample``/``upfile`` for
+        ``file_data``.
 
         Example::
 
@@ -633,7 +646,9 @@ class AsyncMessageCenter:
         """
         check_text("case_id", case_id)
         check_text("user_uuid", user_uuid)
-        source, name = await self._file_source(file_data, path, file, filename)
+        data = _one_of("file_data", file_data=file_data, sample=sample, upfile=upfile)
+        name = _one_of("filename", filename=filename, file_name=file_name)
+        source, name = await self._file_source(data, path, file, name)
         validate_upload_filename(name)
         check_upload_size(source.size, self._max_attachment_bytes)
         media = content_type or guess_upload_content_type(name)
