@@ -356,3 +356,16 @@ async def test_add_case_attachment_with_falconpy_keywords(
     with pytest.raises(ValueError, match=r"^filename"):
         await mc.add_case_attachment(case_id="c", file_data=payload, file_name="a.png",
                                      filename="b.png", user_uuid="u")
+
+
+async def test_falconpy_type_aliases(mc: AsyncMessageCenter, router: respx.MockRouter) -> None:
+    cases = router.post("/message-center/entities/case/v2").respond(
+        200, json=envelope([AFFECTED]))
+    await mc.create_case_v2(content="b", title="t", case_type="fc:contact")
+    assert sent_json(cases)["type"] == "fc:contact"  # type: ignore[index]
+    comments = router.post("/message-center/entities/case-activity/v1").respond(
+        200, json=envelope())
+    await mc.add_case_activity(case_id="c", content="x", user_uuid="u", activity_type="comment")
+    assert sent_json(comments)["type"] == "comment"  # type: ignore[index]
+    with pytest.raises(ValueError, match=r"^type"):
+        await mc.create_case_v2(content="b", title="t", type="a", case_type="b")

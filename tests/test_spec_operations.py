@@ -40,7 +40,7 @@ METHODS = {
 # Python keyword -> wire name where they differ (FalconPy's convention).
 KEYWORD_TO_WIRE = {
     "content": "body", "file_data": "file", "path": "file", "file": "file", "sample": "file",
-    "upfile": "file",
+    "upfile": "file", "case_type": "type", "activity_type": "type",
 }
 
 

@@ -465,6 +465,7 @@ class AsyncMessageCenter:
         detections: Refs = (),
         incidents: Refs = (),
         body: Payload | None = None,
+        case_type: str | None = None,
     ) -> Envelope[AffectedEntity]:
         """Create a case with the legacy v1 route (``CreateCase``).
 
@@ -482,7 +483,8 @@ class AsyncMessageCenter:
             stacklevel=2,
         )
         keywords = {
-            "body": content, "title": title, "type": type, "user_uuid": user_uuid,
+            "body": content, "title": title, "user_uuid": user_uuid,
+            "type": _one_of("type", type=type, case_type=case_type),
             "detections": list(detections), "incidents": list(incidents),
         }
         return await self._write(
@@ -502,8 +504,11 @@ class AsyncMessageCenter:
         malware_submission_id: str | None = None,
         recon_rule_type: str | None = None,
         body: Payload | None = None,
+        case_type: str | None = None,
     ) -> Envelope[AffectedEntity]:
         """Create a case (``CreateCaseV2``); ``resources[0].id`` is the new case's id.
+
+        ``case_type=`` (FalconPy's alias) works for ``type=``.
 
         Example::
 
@@ -515,7 +520,8 @@ class AsyncMessageCenter:
             case_id = created.resources[0].id
         """
         keywords = {
-            "body": content, "title": title, "type": type, "user_uuid": user_uuid,
+            "body": content, "title": title, "user_uuid": user_uuid,
+            "type": _one_of("type", type=type, case_type=case_type),
             "detections": list(detections), "incidents": list(incidents),
             "malware_submission_id": malware_submission_id or "",
             "recon_rule_type": recon_rule_type or "",
@@ -561,16 +567,21 @@ class AsyncMessageCenter:
         case_id: str | None = None,
         content: str | None = None,
         user_uuid: str | None = None,
-        type: str = "comment",
+        type: str | None = None,
         body: Payload | None = None,
+        activity_type: str | None = None,
     ) -> Envelope[None]:
         """Add a comment to a case (``CaseAddActivity``). The reply carries no activity id.
+
+        ``type`` defaults to ``comment``, the only type the API accepts (``activity_type=`` is
+        FalconPy's alias).
 
         Example::
 
             await mc.add_case_activity(case_id=case_id, content="Looking into it", user_uuid=user)
         """
-        keywords = {"case_id": case_id, "body": content, "user_uuid": user_uuid, "type": type}
+        kind = _one_of("type", type=type, activity_type=activity_type) or "comment"
+        keywords = {"case_id": case_id, "body": content, "user_uuid": user_uuid, "type": kind}
         return await self._write(
             ops.ADD_CASE_ACTIVITY, _META_ONLY, ActivityCreationRequest, body, keywords,
             required=("case_id", "body", "user_uuid"),
