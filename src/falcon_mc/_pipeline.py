@@ -320,11 +320,9 @@ class Pipeline:
             trace_id=trace_id,
             may_have_been_applied=applied,
         )
-        failure = Failure.SERVER_ERROR if status >= 500 else Failure.AMBIGUOUS
         if status < 500:
-            # A 4xx is final: the policy never retries it.
-            raise error
-        return _Attempt(failure, error)
+            raise error  # final: a 3xx/4xx is never retried
+        return _Attempt(Failure.SERVER_ERROR, error)
 
 
 def _first_problem(exc: ValidationError) -> str:
