@@ -425,3 +425,16 @@ async def test_empty_body_with_an_error_status_still_gives_the_typed_error(
         with pytest.raises(InternalServerError) as info:
             await mc.get_cases("c")
     assert info.value.status_code == 502 and info.value.trace_id == "t-502"
+
+
+async def test_aclose_never_raises_when_revoke_fails() -> None:
+    router = respx.MockRouter(base_url=BASE, assert_all_called=False)
+    router.post("/oauth2/token").respond(201, json={"access_token": TOKEN, "expires_in": 1799})
+    router.post(GET_CASES).respond(200, json=envelope([]))
+    router.post("/oauth2/revoke").mock(side_effect=httpx.ConnectError("down"))
+    mc = client(router)
+    await mc.get_cases("c")
+    await mc.aclose()  # the revoke fails; closing still succeeds
+    router.post("/oauth2/revoke").respond(500)
+    async with client(router) as other:
+        await other.get_cases("c")

@@ -175,5 +175,5 @@ class TokenManager:
                     data={"token": token.get_secret_value()},
                     auth=(self._client_id, self._client_secret.get_secret_value()),
                 )
-            except httpx.HTTPError as exc:
+            except Exception as exc:  # best effort: closing must never fail because of it
                 logger.debug("token revoke failed: %s", type(exc).__name__)
