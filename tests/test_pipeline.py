@@ -19,6 +19,7 @@ from falcon_mc import (
     APIError,
     APIResponseValidationError,
     APIStatusError,
+    APITimeoutError,
     AsyncMessageCenter,
     AuthenticationError,
     BadRequestError,
@@ -438,3 +439,29 @@ async def test_aclose_never_raises_when_revoke_fails() -> None:
     router.post("/oauth2/revoke").respond(500)
     async with client(router) as other:
         await other.get_cases("c")
+
+
+async def test_per_phase_timeouts_per_client_and_per_call(router: respx.MockRouter) -> None:
+    route = router.post(GET_CASES).respond(200, json=envelope([]))
+    phases = httpx.Timeout(connect=2.0, read=7.0, write=3.0, pool=1.5)
+    async with client(router, timeout=phases) as mc:
+        await mc.get_cases("c")
+        assert route.calls.last.request.extensions["timeout"] == phases.as_dict()
+        await mc.with_options(timeout=httpx.Timeout(0.5, read=9.0)).get_cases("c")
+        assert route.calls.last.request.extensions["timeout"] == {
+            "connect": 0.5, "read": 9.0, "write": 0.5, "pool": 0.5}
+        await mc.get_cases("c")  # the client's own setting is untouched
+        assert route.calls.last.request.extensions["timeout"] == phases.as_dict()
+
+
+async def test_a_read_timeout_is_a_typed_error_and_retried_for_reads(
+    router: respx.MockRouter,
+) -> None:
+    route = router.post(GET_CASES).mock(side_effect=[
+        httpx.ReadTimeout("slow"), httpx.Response(200, json=envelope([{"id": "c"}]))])
+    async with client(router) as mc:
+        result = await mc.get_cases("c")
+        assert route.call_count == 2 and result.resources[0].id == "c"
+        route.mock(side_effect=httpx.ReadTimeout("slow"))
+        with pytest.raises(APITimeoutError):
+            await mc.with_options(max_retries=0).get_cases("c")
