@@ -161,11 +161,12 @@ class Pipeline:
         policy = options.policy
         attempt = 0
         refreshed = False
-        content = None if json_body is None else json.dumps(json_body).encode()
+        content = None if json_body is None else json.dumps(json_body, separators=(",", ":")).encode()
         while True:
-            await self.gate.wait(int(self.limiter.borrowed_tokens))
             try:
                 async with self.limiter:
+                    # the others holding a slot are in flight (or about to be)
+                    await self.gate.wait(int(self.limiter.borrowed_tokens) - 1)
                     token = await self.auth.get()
                     request = await self._build(op, options, token, params, content, body)
                     response = await self._attempt(op, request, stream=stream)
