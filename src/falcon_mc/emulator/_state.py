@@ -381,14 +381,18 @@ class _Seeder:
             detections=detections,
             incidents=incidents,
         )
-        # activities: 0..8, chronological after creation
+        # activities: 0..8, chronological after creation and before the reference date. Each
+        # gap is a share of the time left, so recent cases' activities don't pile up at the
+        # reference date; a status change names the case's current status. (The draws from
+        # ``rng`` are the same as before, so the rest of the seeded data is unchanged.)
         when = created
         for _ in range(rng.randrange(0, 9)):
-            when = min(ref - 1, when + rng.uniform(600, 10 * 86400))
+            gap = rng.uniform(600, 10 * 86400)
+            when = when + min(gap, (ref - when) * gap / (12 * 86400))
             kind = "status_change" if rng.random() < 0.15 else "comment"
             author = customer if rng.random() < 0.5 else rng.choice(self.staff)
             text = (
-                f"Status changed to {rng.choice(STATUSES)}"
+                f"Status changed to {_status_text(rng.choice(STATUSES), status)}"
                 if kind == "status_change"
                 else rng.choice(_COMMENTS)
             )
@@ -414,3 +418,7 @@ class _Seeder:
                 data = _TINY_PDF
             store.add_attachment(case_id, name, data, user_uuid=customer, created_time=att_when)
 
+
+def _status_text(drawn: str, current: str) -> str:
+    """The status a seeded status change names: the case's own, unless that one is ``open``."""
+    return current if current != "open" else drawn if drawn != "closed" else "in_progress"
