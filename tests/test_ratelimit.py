@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import itertools
 import random
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from falcon_mc import RateLimit
@@ -94,17 +94,29 @@ def test_requests_in_flight_count_against_the_remaining_budget() -> None:
 
 async def test_tasks_woken_by_a_moved_deadline_take_spaced_turns() -> None:
     gate = RateLimitGate(low_water=4)
-    gate.record(snapshot(6000, 0))
-    gate.block_for(0.05)
-    starts: list[float] = []
+    gate.record(snapshot(6000, 0))  # pacing: one turn every 10 ms
+    turns: list[float] = []
+    original = gate.delay
+
+    def spy(in_flight: int = 0) -> float:
+        delay = original(in_flight)
+        turns.append(anyio.current_time() + delay)
+        return delay
+
+    gate.delay = spy  # type: ignore[method-assign]
+    woke: list[float] = []
 
     async def task() -> None:
         await gate.wait()
-        starts.append(anyio.current_time())
+        woke.append(anyio.current_time())
 
     async with anyio.create_task_group() as tg:
-        for _ in range(5):
-            tg.start_soon(task)
-    starts.sort()
-    gaps = [b - a for a, b in itertools.pairwise(starts)]
-    assert all(gap >= 0.009 for gap in gaps)  # 60 s / 6000 = 10 ms apart, not all at once
+        for _ in range(3):
+            tg.start_soon(task)  # turns now, +10 ms, +20 ms
+        await anyio.lowlevel.checkpoint()
+        gate.block_for(0.05)  # a 429 moves the deadline while two of them sleep
+        deadline = gate._not_before
+    after = sorted(t for t in turns if t >= deadline)
+    assert after == pytest.approx([deadline, deadline + 0.01])  # new turns, spaced, no herd
+    late = sorted(woke)[1:]
+    assert all(w >= t for w, t in zip(late, after, strict=True))  # no one went early
