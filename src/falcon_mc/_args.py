@@ -5,7 +5,7 @@ Each raises :class:`InvalidArgumentError` (a ``ValueError``) naming the argument
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping
 from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -93,7 +93,7 @@ def normalize_ids(ids: object, *, argument: str = "ids") -> list[str]:
     if isinstance(ids, str):
         items = [part.strip() for part in ids.split(",")]
         items = [item for item in items if item]
-    elif isinstance(ids, Sequence | Collection) and not isinstance(ids, bytes | Mapping):
+    elif isinstance(ids, Collection) and not isinstance(ids, bytes | Mapping):
         items = []
         for item in ids:
             if not isinstance(item, str) or not item.strip():

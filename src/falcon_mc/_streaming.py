@@ -20,7 +20,12 @@ import anyio
 import httpx
 
 from ._exceptions import APIConnectionError, APIResponseValidationError, APITimeoutError
-from ._filenames import parse_content_disposition_filename, safe_join, sanitize_filename
+from ._filenames import (
+    UPLOAD_CONTENT_TYPES,
+    parse_content_disposition_filename,
+    safe_join,
+    sanitize_filename,
+)
 from ._pipeline import RequestBody
 
 __all__ = ["AttachmentDownload", "FileSource", "MultipartUpload"]
@@ -28,21 +33,12 @@ __all__ = ["AttachmentDownload", "FileSource", "MultipartUpload"]
 CHUNK_SIZE = 64 * 1024
 SAVE_CHUNK_SIZE = 1024 * 1024  # fewer hops to the file-writing thread
 
-_EXTENSIONS = {
-    "image/png": ".png",
-    "image/bmp": ".bmp",
-    "image/jpeg": ".jpg",
+# Media type -> file extension, for a download's fallback name: the spec's upload types
+# (first extension wins: image/jpeg -> .jpg), plus what only downloads list.
+_EXTENSIONS: dict[str, str] = {
+    **{media: f".{ext}" for ext, media in reversed(UPLOAD_CONTENT_TYPES.items())},
     "image/jpg": ".jpg",
-    "image/gif": ".gif",
     "application/zip": ".zip",
-    "application/pdf": ".pdf",
-    "application/msword": ".doc",
-    "application/vnd.openxmlformats-officedocument.wordprocessingml.document": ".docx",
-    "application/vnd.ms-excel": ".xls",
-    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": ".xlsx",
-    "application/vnd.openxmlformats-officedocument.presentationml.presentation": ".pptx",
-    "text/plain": ".txt",
-    "text/csv": ".csv",
 }
 
 
