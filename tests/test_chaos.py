@@ -57,6 +57,7 @@ from falcon_mc import (
     AsyncMessageCenter,
     fql,
 )
+from falcon_mc._lanes import LaneTransport
 from falcon_mc.emulator import CASE_TYPES, REFERENCE_DATE, STATUSES, Emulator
 
 __all__ = ["ChaosConfig", "ChaosReport", "OpResult", "add_faults", "run_chaos"]
@@ -547,12 +548,13 @@ async def run_chaos(config: ChaosConfig, work: Path) -> ChaosReport:
             async with anyio.create_task_group() as tg:
                 for r, rng in plan:
                     tg.start_soon(bounded, r, rng)
-            pool = mc._pipeline.http._transport._pool  # type: ignore[attr-defined]
-            in_flight = len(pool._requests)
+            transport = mc._pipeline.http._transport
+            assert isinstance(transport, LaneTransport)
+            in_flight = transport.busy
         finally:
             await mc.aclose()
         elapsed = time.perf_counter() - started
-        pool_after = len(pool.connections)
+        pool_after = sum(len(lane._pool.connections) for lane in transport.lanes)
         established = _established_to(port)
     results = [r for r, _ in plan]
     report = ChaosReport(

@@ -22,6 +22,7 @@ from falcon_mc import (
     OAuthError,
     fql,
 )
+from falcon_mc._lanes import LaneTransport
 from falcon_mc.emulator import Emulator
 
 
@@ -44,9 +45,10 @@ def client(base_url: str, **kwargs: object) -> AsyncMessageCenter:
 
 
 def in_flight(mc: AsyncMessageCenter) -> int:
-    """Requests the connection pool still has in flight (0 once everything is released)."""
-    pool = mc._pipeline.http._transport._pool  # type: ignore[attr-defined]
-    return len(pool._requests)
+    """Requests whose reply is still open (0 once everything is released)."""
+    transport = mc._pipeline.http._transport
+    assert isinstance(transport, LaneTransport)
+    return transport.busy
 
 
 @pytest.fixture

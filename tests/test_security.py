@@ -43,6 +43,7 @@ from falcon_mc import (
     fql,
 )
 from falcon_mc._filenames import parse_content_disposition_filename, safe_join
+from falcon_mc._lanes import LaneTransport
 from falcon_mc._log import RedactingFilter, redact
 from falcon_mc.emulator import Emulator
 
@@ -267,9 +268,11 @@ def test_redacting_filter_rewrites_a_record_and_keeps_it() -> None:
 
 # -- TLS ----------------------------------------------------------------------------------------
 def _ssl_context(mc: AsyncMessageCenter) -> ssl.SSLContext:
-    context = mc._pipeline.http._transport._pool._ssl_context  # type: ignore[attr-defined]
-    assert isinstance(context, ssl.SSLContext)
-    return context
+    transport = mc._pipeline.http._transport
+    assert isinstance(transport, LaneTransport)
+    for lane in transport.lanes:  # every lane uses the one context
+        assert lane._pool._ssl_context is transport.ssl_context
+    return transport.ssl_context
 
 
 @pytest.mark.parametrize("cloud", [Cloud.US1, Cloud.US2, Cloud.EU1, Cloud.USGOV1, Cloud.AUTO])

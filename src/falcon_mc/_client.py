@@ -39,6 +39,7 @@ from ._filenames import (
     guess_upload_content_type,
     validate_upload_filename,
 )
+from ._lanes import LaneTransport, default_transport
 from ._pagination import AsyncPaginator
 from ._pipeline import Operation, Options, Pipeline, RequestBody
 from ._ratelimit import RateLimitGate
@@ -163,16 +164,10 @@ class AsyncMessageCenter:
             timeout=timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout),
             policy=RetryPolicy(max_retries=max_retries, base_delay=retry_base_delay),
         )
+        # room beyond max_concurrency for the token and for downloads being read
+        transport = transport or default_transport(max_concurrency + 4, http2=http2)
         http = httpx.AsyncClient(
-            base_url=url,
-            transport=transport,
-            http2=http2,
-            timeout=self._options.timeout,
-            limits=httpx.Limits(
-                max_connections=max_concurrency + 4,
-                max_keepalive_connections=max_concurrency + 4,
-            ),
-            follow_redirects=False,
+            base_url=url, transport=transport, timeout=self._options.timeout, follow_redirects=False
         )
         auth = TokenManager(
             http=http,
@@ -187,6 +182,7 @@ class AsyncMessageCenter:
             auth=auth,
             gate=RateLimitGate(low_water=max_concurrency),
             limiter=anyio.CapacityLimiter(max_concurrency),
+            writes_done=transport.writes_done if isinstance(transport, LaneTransport) else None,
         )
 
     # -- lifecycle ------------------------------------------------------------------------------

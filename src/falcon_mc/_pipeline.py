@@ -6,11 +6,12 @@ retry or raise -> parse the envelope straight from the raw bytes.
 
 from __future__ import annotations
 
+import gc
 import json
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -88,6 +89,25 @@ class _Attempt(Exception):
         self.retry_after = retry_after
 
 
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a reply becomes models.
+
+    Validation allocates thousands of small objects that form no cycles; left running, the
+    collector keeps starting passes over every model already alive (a third of the client's CPU
+    for a 10,000-case fetch). A pass would find nothing to free here, so nothing is lost; the
+    collector's state is restored afterwards, and left alone if it was already off.
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
 def _trace_id(response: httpx.Response, errors_meta: str | None = None) -> str | None:
     return response.headers.get("X-CS-TRACEID") or errors_meta
 
@@ -102,11 +122,18 @@ class Pipeline:
         auth: TokenManager,
         gate: RateLimitGate,
         limiter: anyio.CapacityLimiter,
+        writes_done: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.http = http
         self.auth = auth
         self.gate = gate
         self.limiter = limiter
+        # Replies are turned into models one at a time, after the requests being written are out
+        # (``writes_done``, from the transport) and after a turn of the event loop: when a burst
+        # of replies lands, the requests their freed slots let through go out first, instead of
+        # waiting behind every parse of the burst.
+        self._parsing = anyio.Lock()
+        self._writes_done = writes_done
         self._rng = random.Random()
 
     async def call(
@@ -122,7 +149,11 @@ class Pipeline:
         """Send ``op`` (with retries) and parse its JSON reply with ``adapter``."""
         response = await self._send(op, options, params, json_body, body, stream=False)
         try:
-            return adapter.validate_json(response.content)
+            async with self._parsing:
+                if self._writes_done is not None:
+                    await self._writes_done()
+                with _gc_paused():
+                    return adapter.validate_json(response.content)
         except ValidationError as exc:
             raise APIResponseValidationError(
                 f"{op.id}: the reply is not the JSON the spec promises "

@@ -85,11 +85,10 @@ _FRACTION = re.compile(r"(\.\d{6})\d+")
 
 
 def _tolerant_timestamp(value: object) -> object:
-    """Before-validator for reply timestamps.
+    """Fallback for reply timestamps that pydantic's own parser refuses.
 
-    Trims fractional seconds beyond microseconds (the wire may carry nanoseconds:
-    ``2021-05-15T14:55:21.892315096Z``) and reads an empty string as "no time". Cheap on the
-    common path: no work unless the value has a fraction longer than six digits.
+    Reads an empty (or blank) string as "no time", and trims fractional seconds beyond
+    microseconds (the wire may carry nanoseconds: ``2021-05-15T14:55:21.892315096Z``).
     """
     if isinstance(value, str):
         if not value or value.isspace():
@@ -104,29 +103,45 @@ def _tolerant_timestamp(value: object) -> object:
     return value
 
 
-def _none_to_empty(value: list[Any] | None) -> list[Any]:
-    return [] if value is None else value
+def _empty_list(_: None) -> list[Any]:
+    return []
+
+
+def _plain_first(plain: core_schema.CoreSchema, fallback: core_schema.CoreSchema) -> core_schema.CoreSchema:
+    """``plain``, else ``fallback``: a ``left_to_right`` union, so a well-formed value (nearly
+    every value) validates in Rust and only what ``plain`` refuses calls into Python."""
+    return core_schema.union_schema([plain, fallback], mode="left_to_right")
 
 
 class _NullAsEmpty:
     """Annotation: a JSON ``null`` where a list is expected reads as ``[]``.
 
-    (Go's encoding/json writes a nil slice as ``null``.) Built into the core schema as
-    ``nullable(list) -> after``, so pydantic-core still validates the list straight from the
-    JSON bytes instead of materialising it for a Python before-validator.
+    (Go's encoding/json writes a nil slice as ``null``.) A list is validated straight from the
+    JSON bytes; only a ``null`` takes the second branch.
     """
 
     @classmethod
     def __get_pydantic_core_schema__(
         cls, source: Any, handler: GetCoreSchemaHandler
     ) -> core_schema.CoreSchema:
-        return core_schema.no_info_after_validator_function(
-            _none_to_empty, core_schema.nullable_schema(handler(source))
-        )
+        null = core_schema.no_info_after_validator_function(_empty_list, core_schema.none_schema())
+        return _plain_first(handler(source), null)
+
+
+class _TolerantTimestamp:
+    """Annotation: RFC 3339 (nanoseconds truncated) or ``null``; ``""`` also reads as ``None``."""
+
+    @classmethod
+    def __get_pydantic_core_schema__(
+        cls, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        plain = handler(source)
+        fallback = core_schema.no_info_before_validator_function(_tolerant_timestamp, plain)
+        return _plain_first(plain, fallback)
 
 
 #: A reply timestamp: RFC 3339 on the wire, ``datetime`` (or ``None``) in Python.
-Timestamp = Annotated[datetime | None, BeforeValidator(_tolerant_timestamp)]
+Timestamp = Annotated[datetime | None, _TolerantTimestamp]
 #: A reply list: ``null`` on the wire reads as ``[]``.
 NullableList = Annotated[list[_T], _NullAsEmpty]
 

@@ -22,7 +22,7 @@ import anyio
 
 from . import _fql
 from ._aggregate import AggregationError, aggregate
-from ._faults import FaultRule
+from ._faults import FaultKind, FaultRule
 from ._fields import (
     ACTIVITY_FILTER_FIELDS,
     ACTIVITY_SORTS,
@@ -221,8 +221,18 @@ class Service:
         for kind in fired:
             emu.stats.faults[kind] += 1
         delay = emu.settings.latency + (fired["latency"].delay if "latency" in fired else 0.0)
+        # The reply leaves ``delay`` after the request arrived, the work being done meanwhile (as
+        # on a server farm): requests that arrive together are answered together, not one
+        # handler's run after another.
+        reply_at = anyio.current_time() + delay
+        reply = await self._answer(ctx, operation, fired)
         if delay > 0:
-            await anyio.sleep(delay)
+            await anyio.sleep_until(reply_at)
+        return reply
+
+    async def _answer(self, ctx: _Ctx, operation: str, fired: dict[FaultKind, FaultRule]) -> Reply:
+        emu = self.emu
+        request = ctx.request
         if "drop_before" in fired:
             return Reply.dropped()
         is_mc = operation in MC_OPERATIONS

@@ -39,7 +39,7 @@ class EmulatorSettings:
     """
 
     latency: float = 0.0
-    """Seconds added before every reply."""
+    """Seconds from a request's arrival to its reply (the handling itself runs meanwhile)."""
     rate_limit_per_minute: int | None = None
     """Requests per sliding minute before 429s; ``None``: unlimited (headers say 6000)."""
     max_attachment_bytes: int = 15 * 2**20

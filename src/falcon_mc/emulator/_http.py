@@ -3,11 +3,12 @@ transport and the loopback server."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
+
+from pydantic_core import to_json
 
 __all__ = ["BodyTooLarge", "ConnectionDropped", "Reply", "Request"]
 
@@ -110,7 +111,7 @@ class Reply:
     @classmethod
     def json(cls, status: int, payload: Any, headers: list[tuple[str, str]]) -> Reply:
         """A JSON reply with ``Content-Type`` and ``Content-Length``."""
-        data = json.dumps(payload, separators=(",", ":")).encode()
+        data = to_json(payload)  # compact UTF-8, about 3x faster than json.dumps
         return cls(
             status=status,
             headers=[

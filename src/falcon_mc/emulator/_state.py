@@ -98,6 +98,7 @@ class Store:
         self.attachments: dict[str, AttachmentRecord] = {}
         self.activities_by_case: dict[str, list[str]] = {}
         self.users: dict[str, dict[str, Any]] = {}
+        self._case_keys: set[str] = set()
         self._rng = random.Random(seed)
         self.cid = cid or self.hex32()
 
@@ -112,10 +113,9 @@ class Store:
 
     def new_case_key(self) -> str:
         """A support-case number such as ``00812345`` (unique)."""
-        taken = {c.get("key") for c in self.cases.values()}
         while True:
             key = f"00{self._rng.randrange(100000, 999999):06d}"
-            if key not in taken:
+            if key not in self._case_keys:
                 return key
 
     # users ----------------------------------------------------------------------------------
@@ -169,6 +169,7 @@ class Store:
         if "last_modified_time" not in fields:
             case["last_modified_time"] = case["created_time"]
         self.cases[case_id] = case
+        self._case_keys.add(str(case["key"]))
         self.activities_by_case.setdefault(case_id, [])
         return case_id
 

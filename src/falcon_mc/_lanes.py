@@ -1,0 +1,170 @@
+"""The default HTTP transport: HTTP/1.1 connections as independent lanes.
+
+httpcore's pool hands a newly idle HTTP/1.1 connection to every request queued in the same pass;
+all but one of those requests then fail internally with ``ConnectionNotAvailable`` and queue
+again, each failure running another pass over every connection (encode/httpcore#1035). Under
+the bursts a bulk ``get_cases`` makes (16 requests leaving at once), that churn cost more CPU than
+reading the replies. Here each lane is an ``httpx.AsyncHTTPTransport`` limited to one connection,
+and a request takes a lane of its own: a burst of N requests costs N lane hand-outs.
+
+The transport also tells when requests are being written (:meth:`LaneTransport.writes_done`), so
+that the client can put CPU-heavy work (turning replies into models) after them: a request
+written 2 ms earlier gets its reply 2 ms earlier.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import anyio
+import httpx
+
+__all__ = ["LaneTransport", "default_transport"]
+
+#: Requests with a body up to this size are tracked while being written (a socket buffer takes
+#: them at once); larger uploads are not waited for.
+_TRACKED_BODY_MAX = 64 * 1024
+
+#: httpcore trace events after which a request no longer counts as being written: its body is
+#: out, or it is opening a connection first (not worth holding other work back for).
+_WRITE_OVER = frozenset({
+    "http11.send_request_body.complete",
+    "http2.send_request_body.complete",
+    "connection.connect_tcp.started",
+})
+
+Trace = Callable[[str, dict[str, Any]], Awaitable[None]]
+
+
+class _LaneStream(httpx.AsyncByteStream):
+    """A reply body that gives its lane back when it is closed (once)."""
+
+    def __init__(self, inner: httpx.AsyncByteStream, release: Callable[[], None]) -> None:
+        self._inner = inner
+        self._release: Callable[[], None] | None = release
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._inner:
+            yield chunk
+
+    async def aclose(self) -> None:
+        try:
+            await self._inner.aclose()
+        finally:
+            release, self._release = self._release, None
+            if release is not None:
+                release()
+
+
+class LaneTransport(httpx.AsyncBaseTransport):
+    """``lanes`` HTTP/1.1 connections, one request on each at a time, most recently used first.
+
+    A request waits for a free lane at most the request's ``pool`` timeout (then
+    ``httpx.PoolTimeout``, as httpx's own pool); a lane is free again once the reply is closed,
+    or at once if sending fails or is cancelled. All lanes share one TLS context (verification
+    on, ``SSL_CERT_FILE``/``SSL_CERT_DIR`` honoured as by httpx).
+    """
+
+    def __init__(self, lanes: int) -> None:
+        self.ssl_context = httpx.create_ssl_context()
+        one = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+        self.lanes = [
+            httpx.AsyncHTTPTransport(verify=self.ssl_context, limits=one) for _ in range(lanes)
+        ]
+        self._free = self.lanes[::-1]  # pop() takes the most recently released lane
+        self._slots = anyio.Semaphore(lanes, fast_acquire=True)
+        self._writing: set[anyio.Event] = set()  # one per request being written, set when out
+
+    @property
+    def busy(self) -> int:
+        """Lanes taken by a request whose reply is not closed yet."""
+        return len(self.lanes) - len(self._free)
+
+    @property
+    def writing(self) -> int:
+        """Requests on a lane whose (small) request is not fully written yet."""
+        return len(self._writing)
+
+    async def writes_done(self) -> None:
+        """Wait until the requests being written now are out (not for later ones: no starving)."""
+        for event in list(self._writing):
+            await event.wait()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """Send ``request`` on a free lane (waiting for one, up to the pool timeout)."""
+        pool_timeout = request.extensions.get("timeout", {}).get("pool")
+        try:
+            with anyio.fail_after(pool_timeout):
+                await self._slots.acquire()
+        except TimeoutError:
+            raise httpx.PoolTimeout(
+                f"no free connection within {pool_timeout}s (all {len(self.lanes)} busy)",
+                request=request,
+            ) from None
+        lane = self._free.pop()
+
+        def release() -> None:
+            self._free.append(lane)
+            self._slots.release()
+
+        written = self._track_writing(request)
+        try:
+            response = await lane.handle_async_request(request)
+        except BaseException:
+            release()
+            raise
+        finally:
+            written()
+        assert isinstance(response.stream, httpx.AsyncByteStream)
+        return httpx.Response(
+            status_code=response.status_code,
+            headers=response.headers,
+            stream=_LaneStream(response.stream, release),
+            extensions=response.extensions,
+        )
+
+    def _track_writing(self, request: httpx.Request) -> Callable[[], None]:
+        """Count ``request`` as being written until httpcore reports it out (or it opens a
+        connection first); returns the (idempotent) function that stops counting it."""
+        length = request.headers.get("Content-Length")
+        if length is not None and (not length.isdigit() or int(length) > _TRACKED_BODY_MAX):
+            return lambda: None
+        event = anyio.Event()
+        self._writing.add(event)
+
+        def written() -> None:
+            self._writing.discard(event)
+            event.set()
+
+        outer: Trace | None = request.extensions.get("trace")
+
+        async def trace(name: str, info: dict[str, Any]) -> None:
+            if name in _WRITE_OVER:
+                written()
+            if outer is not None:
+                await outer(name, info)
+
+        request.extensions["trace"] = trace
+        return written
+
+    async def aclose(self) -> None:
+        """Close every lane's connection."""
+        for lane in self.lanes:
+            await lane.aclose()
+
+
+def default_transport(max_connections: int, *, http2: bool) -> httpx.AsyncBaseTransport:
+    """The transport a client builds when none is passed.
+
+    HTTP/2 multiplexes requests over one connection, so it keeps httpx's pool; HTTP/1.1 gets
+    :class:`LaneTransport`.
+    """
+    if http2:
+        return httpx.AsyncHTTPTransport(
+            http2=True,
+            limits=httpx.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections
+            ),
+        )
+    return LaneTransport(max_connections)
