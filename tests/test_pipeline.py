@@ -298,6 +298,29 @@ async def test_bulk_get_batches_concurrently_and_keeps_order(router: respx.MockR
     assert sorted(e.id or "" for e in result.errors) == sorted(missing)
 
 
+@pytest.mark.parametrize("shuffle", ["in_order", "one_batch_reversed", "one_item_repeated"])
+async def test_bulk_get_merge_puts_every_item_in_the_place_asked(
+    router: respx.MockRouter, shuffle: str
+) -> None:
+    """Replies that list their batch in order are concatenated; any other reply (reordered,
+    repeating an item) is merged by id: either way each id appears once, in the order asked."""
+    ids = [f"c-{i}" for i in range(1200)]
+
+    def get(request: httpx.Request) -> httpx.Response:
+        wanted = json.loads(request.content)["ids"]
+        if wanted[0] == "c-500" and shuffle == "one_batch_reversed":
+            wanted = wanted[::-1]
+        if wanted[0] == "c-1000" and shuffle == "one_item_repeated":
+            wanted = [*wanted, wanted[0]]
+        return httpx.Response(200, json=envelope([{"id": i} for i in wanted]))
+
+    router.post(GET_CASES).mock(side_effect=get)
+    async with client(router) as mc:
+        result = await mc.get_cases(ids)
+    assert [c.id for c in result.resources] == ids
+    assert result.errors == []
+
+
 async def test_base_url_from_cloud_and_region_name() -> None:
     mc = AsyncMessageCenter(client_id="a", client_secret="b", base_url="eu-1")
     assert mc.base_url == "https://api.eu-1.crowdstrike.com"

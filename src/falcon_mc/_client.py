@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import io
+import operator
 import os
 import warnings
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
@@ -75,6 +76,7 @@ DEFAULT_MAX_CONCURRENCY = 16
 DEFAULT_MAX_IDS_PER_REQUEST = 500
 
 _IDS: TypeAdapter[Envelope[str]] = TypeAdapter(Envelope[str])
+_ID = operator.attrgetter("id")  # a Case's or CaseActivity's id
 _CASES: TypeAdapter[Envelope[Case]] = TypeAdapter(Envelope[Case])
 _ACTIVITIES: TypeAdapter[Envelope[CaseActivity]] = TypeAdapter(Envelope[CaseActivity])
 _AFFECTED: TypeAdapter[Envelope[AffectedEntity]] = TypeAdapter(Envelope[AffectedEntity])
@@ -347,7 +349,7 @@ class AsyncMessageCenter:
                 print(case.title, case.status)
         """
         wanted = self._ids_argument(ids, body)
-        return await self._get_by_ids(ops.GET_CASES, _CASES, wanted, lambda c: c.id)
+        return await self._get_by_ids(ops.GET_CASES, _CASES, wanted, _ID)
 
     async def get_case_activity(
         self, ids: str | Sequence[str] | None = None, *, body: Payload | None = None
@@ -360,7 +362,7 @@ class AsyncMessageCenter:
             activities = await mc.get_case_activity(page.ids)
         """
         wanted = self._ids_argument(ids, body)
-        return await self._get_by_ids(ops.GET_CASE_ACTIVITY, _ACTIVITIES, wanted, lambda a: a.id)
+        return await self._get_by_ids(ops.GET_CASE_ACTIVITY, _ACTIVITIES, wanted, _ID)
 
     @staticmethod
     def _ids_argument(ids: object, body: Payload | None) -> list[str]:
@@ -376,10 +378,11 @@ class AsyncMessageCenter:
         op: Operation,
         adapter: TypeAdapter[Envelope[T]],
         ids: list[str],
-        key: Any,
+        key: Callable[[T], str | None],
     ) -> Envelope[T]:
         batches = [ids[i : i + self._max_ids] for i in range(0, len(ids), self._max_ids)]
         results: list[Envelope[T] | None] = [None] * len(batches)
+        in_order = [False] * len(batches)
 
         async def fetch(index: int, batch: list[str]) -> None:
             envelope: Envelope[T]
@@ -393,6 +396,9 @@ class AsyncMessageCenter:
                     ErrorDetail(code=404, message=f"{item} not found", id=item) for item in batch
                 ]
             results[index] = envelope
+            # Checked now, while other batches are in flight: a reply that lists exactly its
+            # batch, in order (the usual case), makes the merge below a concatenation.
+            in_order[index] = [key(item) for item in envelope.resources] == batch
 
         if len(batches) == 1:
             await fetch(0, batches[0])
@@ -401,15 +407,17 @@ class AsyncMessageCenter:
                 for index, batch in enumerate(batches):
                     tg.start_soon(fetch, index, batch)
         envelopes = [env for env in results if env is not None]
-        by_id: dict[str, T] = {}
-        errors: list[ErrorDetail] = []
-        for env in envelopes:
-            errors.extend(env.errors)
-            for item in env.resources:
-                by_id.setdefault(str(key(item)), item)
+        if all(in_order):
+            resources = [item for env in envelopes for item in env.resources]
+        else:  # ids missing, repeated or reordered: put each id's item back in its place
+            by_id: dict[str, T] = {}
+            for env in envelopes:
+                for item in env.resources:
+                    by_id.setdefault(str(key(item)), item)
+            resources = [by_id[i] for i in ids if i in by_id]
         merged = envelopes[0]
-        merged.resources = [by_id[i] for i in ids if i in by_id]
-        merged.errors = errors
+        merged.resources = resources
+        merged.errors = [error for env in envelopes for error in env.errors]
         return merged
 
     # -- aggregates -----------------------------------------------------------------------------

@@ -37,6 +37,23 @@ _WRITE_OVER = frozenset({
 Trace = Callable[[str, dict[str, Any]], Awaitable[None]]
 
 
+def _nothing() -> None:
+    pass
+
+
+def _small(request: httpx.Request) -> bool:
+    """Whether the request has no body or a ``Content-Length`` of at most ``_TRACKED_BODY_MAX``."""
+    if "Transfer-Encoding" in request.headers:
+        return False
+    length = request.headers.get("Content-Length")
+    if length is None:
+        return True
+    try:
+        return int(length) <= _TRACKED_BODY_MAX
+    except ValueError:
+        return False
+
+
 class _LaneStream(httpx.AsyncByteStream):
     """A reply body that gives its lane back when it is closed (once)."""
 
@@ -67,6 +84,8 @@ class LaneTransport(httpx.AsyncBaseTransport):
     """
 
     def __init__(self, lanes: int) -> None:
+        if lanes < 1:
+            raise ValueError(f"lanes must be at least 1, got {lanes}")
         self.ssl_context = httpx.create_ssl_context()
         one = httpx.Limits(max_connections=1, max_keepalive_connections=1)
         self.lanes = [
@@ -108,14 +127,20 @@ class LaneTransport(httpx.AsyncBaseTransport):
             self._free.append(lane)
             self._slots.release()
 
-        written = self._track_writing(request)
+        outer_trace = request.extensions.get("trace")
+        written: Callable[[], None] = _nothing
         try:
+            written = self._track_writing(request, outer_trace)
             response = await lane.handle_async_request(request)
         except BaseException:
             release()
             raise
         finally:
             written()
+            if outer_trace is None:
+                request.extensions.pop("trace", None)
+            else:
+                request.extensions["trace"] = outer_trace
         assert isinstance(response.stream, httpx.AsyncByteStream)
         return httpx.Response(
             status_code=response.status_code,
@@ -124,20 +149,21 @@ class LaneTransport(httpx.AsyncBaseTransport):
             extensions=response.extensions,
         )
 
-    def _track_writing(self, request: httpx.Request) -> Callable[[], None]:
+    def _track_writing(self, request: httpx.Request, outer: Trace | None) -> Callable[[], None]:
         """Count ``request`` as being written until httpcore reports it out (or it opens a
-        connection first); returns the (idempotent) function that stops counting it."""
-        length = request.headers.get("Content-Length")
-        if length is not None and (not length.isdigit() or int(length) > _TRACKED_BODY_MAX):
-            return lambda: None
+        connection first); returns the (idempotent) function that stops counting it.
+
+        Only small requests are counted: no body, or a ``Content-Length`` up to
+        ``_TRACKED_BODY_MAX``; a chunked or larger body may take long to write.
+        """
+        if not _small(request):
+            return _nothing
         event = anyio.Event()
         self._writing.add(event)
 
         def written() -> None:
             self._writing.discard(event)
             event.set()
-
-        outer: Trace | None = request.extensions.get("trace")
 
         async def trace(name: str, info: dict[str, Any]) -> None:
             if name in _WRITE_OVER:

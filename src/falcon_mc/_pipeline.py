@@ -192,10 +192,12 @@ class Pipeline:
         policy = options.policy
         attempt = 0
         refreshed = False
-        content = None if json_body is None else json.dumps(json_body, separators=(",", ":")).encode()
+        content: bytes | None = None
         while True:
             try:
                 async with self.limiter:
+                    if content is None and json_body is not None:  # once, and only once sending
+                        content = json.dumps(json_body, separators=(",", ":")).encode()
                     # the others holding a slot are in flight (or about to be)
                     await self.gate.wait(int(self.limiter.borrowed_tokens) - 1)
                     token = await self.auth.get()

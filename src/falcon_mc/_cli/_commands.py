@@ -590,7 +590,7 @@ def emulator(
     seed: Annotated[int, typer.Option(help="Seed of the data (same seed, same ids).")] = (
         EMULATOR_SEED
     ),
-    latency: Annotated[float, typer.Option(min=0, help="Seconds added to every reply.")] = 0.0,
+    latency: Annotated[float, typer.Option(min=0, help="Seconds from a request's arrival to its reply.")] = 0.0,
     rate_limit: Annotated[
         int | None,
         typer.Option(min=1, help="Requests per minute before 429s (default: unlimited).",

@@ -57,7 +57,7 @@ class FaultRule:
       headers with the full ``Content-Length``, then ``fraction`` of the body, then close),
       ``"slow_body"`` (send the body in ``chunk_size`` pieces, ``delay`` seconds apart),
       ``"rate_limit"`` (a 429 with ``X-RateLimit-RetryAfter`` ``retry_after`` seconds ahead),
-      ``"latency"`` (wait ``delay`` seconds, then go on).
+      ``"latency"`` (the reply leaves ``delay`` seconds later, on top of ``settings.latency``).
     * ``rate``: probability per matching request; ``count``: fire at most this many times.
     * ``fired``: how many times it fired so far.
 
