@@ -9,19 +9,24 @@ Where ``clear_refs`` is not available, a psutil sampler thread stands in (coarse
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import json
 import re
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 __all__ = [
     "RESULT_PREFIX",
+    "GCWatch",
     "MemoryWatch",
     "emit",
+    "measured",
     "read_ids",
     "rss_kib",
 ]
@@ -41,6 +46,51 @@ def _status_kib(field: str) -> int | None:
         return None
     match = re.search(rf"^{field}:\s+(\d+)\s+kB", text, re.MULTILINE)
     return int(match.group(1)) if match else None
+
+
+class GCWatch:
+    """Counts the cyclic garbage collector's passes per generation while active."""
+
+    def __init__(self) -> None:
+        self.passes = [0, 0, 0]
+
+    def _count(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self.passes[info["generation"]] += 1
+
+    def __enter__(self) -> GCWatch:
+        gc.callbacks.append(self._count)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self._count)
+
+    @property
+    def full(self) -> int:
+        """Full collections (generation 2): each walks every tracked object of the process."""
+        return self.passes[2]
+
+
+@contextmanager
+def measured() -> Iterator[dict[str, float]]:
+    """Time a step: wall and CPU seconds, full GC passes during it, and one full pass after it.
+
+    A full collection runs first (as ``timeit`` and pyperf do), so that whether one falls inside
+    the step depends on the step, not on what the process did before. The pass timed after the
+    step (``gc_full_ms``) runs while the step's results are still alive: it is what holding them
+    costs each time the collector walks the whole process.
+    """
+    gc.collect()
+    figures: dict[str, float] = {}
+    with GCWatch() as collections:
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        yield figures
+        figures["wall"] = time.perf_counter() - wall0
+        figures["cpu"] = time.process_time() - cpu0
+    figures["gc_full"] = collections.full
+    start = time.perf_counter()
+    gc.collect()
+    figures["gc_full_ms"] = (time.perf_counter() - start) * 1000
 
 
 def rss_kib() -> int:

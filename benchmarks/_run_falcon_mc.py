@@ -20,7 +20,7 @@ from typing import Any
 import anyio
 import httpx
 
-from _common import CLIENT_ID, CLIENT_SECRET, MemoryWatch, emit, read_ids, runner_parser
+from _common import CLIENT_ID, CLIENT_SECRET, MemoryWatch, emit, measured, read_ids, runner_parser
 from falcon_mc import AsyncMessageCenter, RateLimitError
 
 
@@ -56,15 +56,9 @@ async def bulk(args: argparse.Namespace) -> dict[str, Any]:
     ids = read_ids(args.ids_file)[: args.cases]
     async with _client(args) as mc:
         await mc.get_cases(ids[:1])  # token and first connection, not timed (as for FalconPy)
-        cpu0, wall0 = time.process_time(), time.perf_counter()
-        envelope = await mc.get_cases(ids)
-        wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
-    return {
-        "cases": len(envelope.resources),
-        "errors": len(envelope.errors),
-        "wall": wall,
-        "cpu": cpu,
-    }
+        with measured() as figures:
+            envelope = await mc.get_cases(ids)
+    return {"cases": len(envelope.resources), "errors": len(envelope.errors), **figures}
 
 
 async def download(args: argparse.Namespace) -> dict[str, Any]:

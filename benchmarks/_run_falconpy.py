@@ -26,7 +26,7 @@ from typing import Any
 import requests
 from falconpy import MessageCenter
 
-from _common import CLIENT_ID, CLIENT_SECRET, MemoryWatch, emit, read_ids, runner_parser
+from _common import CLIENT_ID, CLIENT_SECRET, MemoryWatch, emit, measured, read_ids, runner_parser
 
 
 def _client(args: argparse.Namespace) -> Any:
@@ -54,15 +54,14 @@ def bulk(args: argparse.Namespace) -> dict[str, Any]:
     mc = _client(args)
     _check(mc.get_cases(ids=ids[:1]))  # token and first connection, not timed
     batches = [ids[i : i + args.batch] for i in range(0, len(ids), args.batch)]
-    cpu0, wall0 = time.process_time(), time.perf_counter()
-    if args.threads <= 1:
-        replies = [_check(mc.get_cases(ids=batch)) for batch in batches]
-    else:
-        with ThreadPoolExecutor(args.threads) as pool:
-            replies = [_check(r) for r in pool.map(lambda b: mc.get_cases(ids=b), batches)]
-    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    with measured() as figures:
+        if args.threads <= 1:
+            replies = [_check(mc.get_cases(ids=batch)) for batch in batches]
+        else:
+            with ThreadPoolExecutor(args.threads) as pool:
+                replies = [_check(r) for r in pool.map(lambda b: mc.get_cases(ids=b), batches)]
     cases = sum(len(r["body"]["resources"] or []) for r in replies)
-    return {"cases": cases, "wall": wall, "cpu": cpu}
+    return {"cases": cases, **figures}
 
 
 def download(args: argparse.Namespace) -> dict[str, Any]:

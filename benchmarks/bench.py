@@ -203,6 +203,13 @@ def header(report: Report, sizes: Sizes, quick: bool) -> None:
 # -- scenarios ------------------------------------------------------------------------------------
 
 
+def _full_gc(runs: list[dict[str, Any]]) -> str:
+    """Full GC passes during each timed call, and what one full pass costs with the results
+    alive (each walks every tracked object of the process)."""
+    passes = "/".join(str(r.get("gc_full", "?")) for r in runs)
+    return f"full GC passes: {passes} ({median_of(runs, 'gc_full_ms'):.0f} ms each after)"
+
+
 def scenario_bulk(report: Report, python: str, sizes: Sizes, workdir: Path) -> None:
     batches = math.ceil(sizes.cases / sizes.batch)
     rounds = math.ceil(batches / sizes.concurrency)
@@ -225,13 +232,14 @@ def scenario_bulk(report: Report, python: str, sizes: Sizes, workdir: Path) -> N
         [f"falcon-mc get_cases (max_concurrency={sizes.concurrency})",
          f"{t_mc:.3f}", f"{t_mc / ideal:.2f}", f"{t_seq / t_mc:.1f}x",
          "runs: " + ", ".join(f"{r['wall']:.3f}" for r in mc)
-         + f"; client CPU {median_of(mc, 'cpu'):.3f} s"],
+         + f"; client CPU {median_of(mc, 'cpu'):.3f} s; {_full_gc(mc)}"],
         ["FalconPy get_cases, sequential batches",
-         f"{t_seq:.3f}", f"{t_seq / ideal:.2f}", "1.0x", f"client CPU {fp_seq['cpu']:.3f} s"],
+         f"{t_seq:.3f}", f"{t_seq / ideal:.2f}", "1.0x",
+         f"client CPU {fp_seq['cpu']:.3f} s; {_full_gc([fp_seq])}"],
         ["FalconPy get_cases, ThreadPoolExecutor(16)",
          f"{t_pool:.3f}", f"{t_pool / ideal:.2f}", f"{t_seq / t_pool:.1f}x",
          "runs: " + ", ".join(f"{r['wall']:.3f}" for r in fp_pool)
-         + f"; client CPU {median_of(fp_pool, 'cpu'):.3f} s"],
+         + f"; client CPU {median_of(fp_pool, 'cpu'):.3f} s; {_full_gc(fp_pool)}"],
     ]
     report.table(
         f"1. Bulk fetch: {sizes.cases:,} cases, {sizes.batch} ids per request ({batches} "
