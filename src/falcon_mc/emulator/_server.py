@@ -39,6 +39,15 @@ def _reason(status: int) -> bytes:
         return b""
 
 
+async def _send(conn: h11.Connection, stream: SocketStream, *events: Any) -> None:
+    """Send ``events`` in one write (none if they come to no bytes)."""
+    data = b"".join(
+        bytes(part) for event in events for part in conn.send_with_data_passthrough(event) or ()
+    )
+    if data:
+        await stream.send(data)
+
+
 class Server:
     """Serve ``service`` on ``host:port`` until :meth:`stop` (``port=0`` picks a free port)."""
 
@@ -121,7 +130,7 @@ class Server:
         self, conn: h11.Connection, stream: SocketStream
     ) -> AsyncGenerator[bytes, None]:
         if conn.they_are_waiting_for_100_continue:
-            await self._send(conn, stream, h11.InformationalResponse(status_code=100, headers=[]))
+            await _send(conn, stream, h11.InformationalResponse(status_code=100, headers=[]))
         while True:
             event = await self._event(conn, stream)
             if isinstance(event, h11.Data):
@@ -130,13 +139,6 @@ class Server:
                 return
             else:
                 raise _ClientGone
-
-    async def _send(self, conn: h11.Connection, stream: SocketStream, event: Any) -> None:
-        parts = conn.send_with_data_passthrough(event)
-        if parts:
-            for part in parts:
-                if part:
-                    await stream.send(part)
 
     async def _serve(self, stream: SocketStream) -> None:
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=_HEADERS_MAX)
@@ -170,23 +172,26 @@ class Server:
             closing = headers.get("connection", "").lower() == "close"
             if closing or conn.their_state is h11.MUST_CLOSE:
                 out_headers.append((b"Connection", b"close"))
-            await self._send(
-                conn, stream,
-                h11.Response(status_code=reply.status, headers=out_headers,
-                             reason=_reason(reply.status)),
+            head = h11.Response(
+                status_code=reply.status, headers=out_headers, reason=_reason(reply.status)
             )
-            chunks = reply.iter_chunks()
-            try:
-                async for chunk in chunks:
-                    if chunk:
-                        await self._send(conn, stream, h11.Data(data=chunk))
-            finally:
-                closer = getattr(chunks, "aclose", None)
-                if closer is not None:
-                    await closer()
-            if reply.abort:
-                return
-            await self._send(conn, stream, h11.EndOfMessage())
+            if isinstance(reply.chunks, bytes) and not reply.abort:
+                # a whole reply in hand goes out in one write, as a server's buffered reply does
+                await _send(conn, stream, head, h11.Data(data=reply.chunks), h11.EndOfMessage())
+            else:
+                await _send(conn, stream, head)
+                chunks = reply.iter_chunks()
+                try:
+                    async for chunk in chunks:
+                        if chunk:
+                            await _send(conn, stream, h11.Data(data=chunk))
+                finally:
+                    closer = getattr(chunks, "aclose", None)
+                    if closer is not None:
+                        await closer()
+                if reply.abort:
+                    return
+                await _send(conn, stream, h11.EndOfMessage())
             if conn.our_state is h11.MUST_CLOSE:
                 return
             conn.start_next_cycle()
