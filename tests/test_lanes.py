@@ -17,7 +17,7 @@ import anyio
 import httpx
 import pytest
 
-from falcon_mc import AsyncMessageCenter, _pipeline
+from falcon_mc import AsyncMessageCenter, _lanes, _pipeline
 from falcon_mc._lanes import LaneTransport, default_transport
 from falcon_mc._pipeline import _gc_paused
 from falcon_mc.emulator import Emulator, FaultKind
@@ -248,6 +248,29 @@ async def test_cancelled_while_being_written_stops_counting_it(
     with anyio.fail_after(DEADLINE):
         await transport.writes_done()
     await query(client, auth)
+
+
+async def test_writes_done_gives_up_on_a_write_that_does_not_finish(
+    lanes: tuple[LaneTransport, httpx.AsyncClient], auth: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A peer that stops reading cannot hold parses back longer than ``_WRITE_WAIT_MAX``."""
+    monkeypatch.setattr(_lanes, "_WRITE_WAIT_MAX", 0.01)
+    transport, client = lanes
+    await query(client, auth)
+    hold = Hold("http11.send_request_headers.started")
+
+    async def send() -> None:
+        await client.get(QUERY, headers=auth, extensions={"trace": hold})
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(send)
+        with anyio.fail_after(DEADLINE):
+            await hold.reached.wait()
+            await transport.writes_done()  # returns although the write is still held
+        assert transport.writing == 1
+        tg.cancel_scope.cancel()
+    assert transport.writing == transport.busy == 0
 
 
 # -- write tracking -----------------------------------------------------------------------------

@@ -26,6 +26,10 @@ __all__ = ["LaneTransport", "default_transport"]
 #: them at once); larger uploads are not waited for.
 _TRACKED_BODY_MAX = 64 * 1024
 
+#: The longest :meth:`LaneTransport.writes_done` waits: small requests are out within
+#: milliseconds unless the peer has stopped reading.
+_WRITE_WAIT_MAX = 1.0
+
 #: httpcore trace events after which a request no longer counts as being written: its body is
 #: out, or it is opening a connection first (not worth holding other work back for).
 _WRITE_OVER = frozenset({
@@ -106,9 +110,13 @@ class LaneTransport(httpx.AsyncBaseTransport):
         return len(self._writing)
 
     async def writes_done(self) -> None:
-        """Wait until the requests being written now are out (not for later ones: no starving)."""
-        for event in list(self._writing):
-            await event.wait()
+        """Wait until the requests being written now are out (not for later ones: no starving),
+        at most ``_WRITE_WAIT_MAX`` seconds (a peer that stops reading cannot hold others up)."""
+        if not self._writing:
+            return
+        with anyio.move_on_after(_WRITE_WAIT_MAX):
+            for event in list(self._writing):
+                await event.wait()
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request`` on a free lane (waiting for one, up to the pool timeout)."""

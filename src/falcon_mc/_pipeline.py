@@ -93,10 +93,10 @@ class _Attempt(Exception):
 def _gc_paused() -> Iterator[None]:
     """Pause the cyclic garbage collector while a reply becomes models.
 
-    Validation allocates thousands of small objects that form no cycles; left running, the
-    collector keeps starting passes over every model already alive (a third of the client's CPU
-    for a 10,000-case fetch). A pass would find nothing to free here, so nothing is lost; the
-    collector's state is restored afterwards, and left alone if it was already off.
+    Validation allocates about 13 tracked objects per case, none of them in a cycle; left
+    running, the collector starts passes in the middle of it (two for a reply of 100 cases). A
+    pass would find nothing to free there, so nothing is lost; the collector's state is restored
+    afterwards, and left alone if it was already off.
     """
     if not gc.isenabled():
         yield
@@ -128,10 +128,10 @@ class Pipeline:
         self.auth = auth
         self.gate = gate
         self.limiter = limiter
-        # Replies are turned into models one at a time, after the requests being written are out
-        # (``writes_done``, from the transport) and after a turn of the event loop: when a burst
-        # of replies lands, the requests their freed slots let through go out first, instead of
-        # waiting behind every parse of the burst.
+        # Replies are turned into models one at a time (taking the lock is a turn of the event
+        # loop), after the requests being written are out (``writes_done``, from the transport):
+        # when a burst of replies lands, the requests their freed slots let through go out
+        # first, instead of waiting behind every parse of the burst.
         self._parsing = anyio.Lock()
         self._writes_done = writes_done
         self._rng = random.Random()
