@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import email.utils
 import math
-import re
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -80,8 +79,6 @@ T = TypeVar("T")
 _T = TypeVar("_T")
 
 # --------------------------------------------------------------------------- helpers
-
-_FRACTION = re.compile(r"(\.\d{6})\d+")
 
 
 def _tolerant_timestamp(value: object) -> object:
