@@ -464,10 +464,28 @@ async def test_default_transport_for_http11_is_lanes_sharing_one_verifying_tls_c
 
 async def test_default_transport_for_http2_is_httpx_pool() -> None:
     pytest.importorskip("h2")
-    transport = default_transport(8, http2=True)
-    assert isinstance(transport, httpx.AsyncHTTPTransport)
-    assert not isinstance(transport, LaneTransport)
-    await transport.aclose()
+    assert default_transport(8, http2=True) is None  # httpx builds its pool, with HTTP/2
+    async with AsyncMessageCenter(client_id="a", client_secret="b", http2=True) as mc:
+        transport = mc._pipeline.http._transport
+        assert isinstance(transport, httpx.AsyncHTTPTransport)
+        assert transport._pool._http2 is True
+
+
+@pytest.mark.parametrize("variable", ["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "HTTP_PROXY"])
+async def test_a_proxy_in_the_environment_is_honoured(
+    variable: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """httpx only reads proxy variables when it builds the transport: so it does, then."""
+    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv(variable, "http://proxy.example:3128")
+    assert default_transport(8, http2=False) is None
+    async with AsyncMessageCenter(client_id="a", client_secret="b") as mc:
+        http = mc._pipeline.http
+        assert not isinstance(http._transport, LaneTransport)
+        proxied = [t for t in http._mounts.values() if t is not None]
+        assert proxied  # the request to the API goes through the proxy transport
+        assert all(isinstance(t, httpx.AsyncHTTPTransport) for t in proxied)
 
 
 # -- _gc_paused ---------------------------------------------------------------------------------

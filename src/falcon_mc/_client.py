@@ -167,9 +167,15 @@ class AsyncMessageCenter:
             policy=RetryPolicy(max_retries=max_retries, base_delay=retry_base_delay),
         )
         # room beyond max_concurrency for the token and for downloads being read
-        transport = transport or default_transport(max_concurrency + 4, http2=http2)
+        connections = max_concurrency + 4
+        transport = transport or default_transport(connections, http2=http2)
         http = httpx.AsyncClient(
-            base_url=url, transport=transport, timeout=self._options.timeout, follow_redirects=False
+            base_url=url,
+            transport=transport,  # None: httpx's own pool (HTTP/2, or a proxy from the environment)
+            http2=http2,
+            limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
+            timeout=self._options.timeout,
+            follow_redirects=False,
         )
         auth = TokenManager(
             http=http,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
+from urllib.request import getproxies
 
 import anyio
 import httpx
@@ -188,17 +189,13 @@ class LaneTransport(httpx.AsyncBaseTransport):
             await lane.aclose()
 
 
-def default_transport(max_connections: int, *, http2: bool) -> httpx.AsyncBaseTransport:
-    """The transport a client builds when none is passed.
+def default_transport(max_connections: int, *, http2: bool) -> LaneTransport | None:
+    """The transport a client builds when none is passed; ``None`` leaves it to httpx.
 
-    HTTP/2 multiplexes requests over one connection, so it keeps httpx's pool; HTTP/1.1 gets
-    :class:`LaneTransport`.
+    HTTP/1.1 gets :class:`LaneTransport`. httpx keeps its own pool for HTTP/2 (one multiplexed
+    connection) and when a proxy is configured in the environment (``HTTPS_PROXY``,
+    ``HTTP_PROXY``, ``ALL_PROXY``): httpx only honours those when it builds the transport itself.
     """
-    if http2:
-        return httpx.AsyncHTTPTransport(
-            http2=True,
-            limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
-            ),
-        )
+    if http2 or any(getproxies().get(scheme) for scheme in ("http", "https", "all")):
+        return None
     return LaneTransport(max_connections)
