@@ -23,7 +23,6 @@ from typing import Any
 
 __all__ = [
     "RESULT_PREFIX",
-    "GCWatch",
     "MemoryWatch",
     "emit",
     "measured",
@@ -48,29 +47,6 @@ def _status_kib(field: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-class GCWatch:
-    """Counts the cyclic garbage collector's passes per generation while active."""
-
-    def __init__(self) -> None:
-        self.passes = [0, 0, 0]
-
-    def _count(self, phase: str, info: dict[str, int]) -> None:
-        if phase == "start":
-            self.passes[info["generation"]] += 1
-
-    def __enter__(self) -> GCWatch:
-        gc.callbacks.append(self._count)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        gc.callbacks.remove(self._count)
-
-    @property
-    def full(self) -> int:
-        """Full collections (generation 2): each walks every tracked object of the process."""
-        return self.passes[2]
-
-
 @contextmanager
 def measured() -> Iterator[dict[str, float]]:
     """Time a step: wall and CPU seconds, full GC passes during it, and one full pass after it.
@@ -81,13 +57,20 @@ def measured() -> Iterator[dict[str, float]]:
     costs each time the collector walks the whole process.
     """
     gc.collect()
-    figures: dict[str, float] = {}
-    with GCWatch() as collections:
+    figures: dict[str, float] = {"gc_full": 0}
+
+    def count_full(phase: str, info: dict[str, int]) -> None:
+        if phase == "start" and info["generation"] == 2:
+            figures["gc_full"] += 1
+
+    gc.callbacks.append(count_full)
+    try:
         cpu0, wall0 = time.process_time(), time.perf_counter()
         yield figures
         figures["wall"] = time.perf_counter() - wall0
         figures["cpu"] = time.process_time() - cpu0
-    figures["gc_full"] = collections.full
+    finally:
+        gc.callbacks.remove(count_full)
     start = time.perf_counter()
     gc.collect()
     figures["gc_full_ms"] = (time.perf_counter() - start) * 1000

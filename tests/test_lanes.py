@@ -11,11 +11,13 @@ import socket
 import ssl
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, contextmanager
+from functools import partial
 from typing import Any
 
 import anyio
 import httpx
 import pytest
+from anyio.abc import TaskGroup
 
 from falcon_mc import AsyncMessageCenter, _lanes, _pipeline
 from falcon_mc._lanes import LaneTransport, default_transport
@@ -79,6 +81,21 @@ class Hold:
             await self._go.wait()
 
 
+async def start_held(
+    tg: TaskGroup, client: httpx.AsyncClient, auth: dict[str, str], hold: Hold
+) -> None:
+    """Start a query in ``tg`` and return once it is held at ``hold``'s event."""
+    tg.start_soon(partial(client.get, QUERY, headers=auth, extensions={"trace": hold}))
+    with anyio.fail_after(DEADLINE):
+        await hold.reached.wait()
+
+
+async def assert_no_free_lane(client: httpx.AsyncClient, auth: dict[str, str]) -> None:
+    """A query with a short pool timeout finds every lane taken."""
+    with pytest.raises(httpx.PoolTimeout), anyio.fail_after(DEADLINE):
+        await client.get(QUERY, headers=auth, timeout=httpx.Timeout(5, pool=0.05))
+
+
 # -- lanes: one request per connection --------------------------------------------------------
 async def test_a_burst_takes_one_lane_and_connection_per_request(
     lanes: tuple[LaneTransport, httpx.AsyncClient], auth: dict[str, str]
@@ -121,8 +138,7 @@ async def test_a_streamed_reply_holds_its_lane_and_the_next_request_times_out(
             for held in (1, 2):
                 await stack.enter_async_context(client.stream("GET", QUERY, headers=auth))
                 assert transport.busy == held
-            with pytest.raises(httpx.PoolTimeout), anyio.fail_after(DEADLINE):
-                await client.get(QUERY, headers=auth, timeout=httpx.Timeout(5, pool=0.05))
+            await assert_no_free_lane(client, auth)
             assert transport.busy == 2
         assert transport.busy == 0
         await query(client, auth)
@@ -167,8 +183,7 @@ async def test_a_request_cancelled_while_waiting_for_a_lane_takes_none(
         assert transport.busy == 0
         # exactly one lane is free again: one stream takes it, a second request times out
         async with client.stream("GET", QUERY, headers=auth):
-            with pytest.raises(httpx.PoolTimeout), anyio.fail_after(DEADLINE):
-                await client.get(QUERY, headers=auth, timeout=httpx.Timeout(5, pool=0.05))
+            await assert_no_free_lane(client, auth)
         assert transport.busy == 0
 
 
@@ -232,15 +247,8 @@ async def test_cancelled_while_being_written_stops_counting_it(
 ) -> None:
     transport, client = lanes
     await query(client, auth)  # a connection is open: the next request starts by writing
-    hold = Hold("http11.send_request_headers.started")
-
-    async def send() -> None:
-        await client.get(QUERY, headers=auth, extensions={"trace": hold})
-
     async with anyio.create_task_group() as tg:
-        tg.start_soon(send)
-        with anyio.fail_after(DEADLINE):
-            await hold.reached.wait()
+        await start_held(tg, client, auth, Hold("http11.send_request_headers.started"))
         assert transport.writing == 1
         tg.cancel_scope.cancel()
     assert transport.writing == 0
@@ -258,15 +266,9 @@ async def test_writes_done_gives_up_on_a_write_that_does_not_finish(
     monkeypatch.setattr(_lanes, "_WRITE_WAIT_MAX", 0.01)
     transport, client = lanes
     await query(client, auth)
-    hold = Hold("http11.send_request_headers.started")
-
-    async def send() -> None:
-        await client.get(QUERY, headers=auth, extensions={"trace": hold})
-
     async with anyio.create_task_group() as tg:
-        tg.start_soon(send)
+        await start_held(tg, client, auth, Hold("http11.send_request_headers.started"))
         with anyio.fail_after(DEADLINE):
-            await hold.reached.wait()
             await transport.writes_done()  # returns although the write is still held
         assert transport.writing == 1
         tg.cancel_scope.cancel()

@@ -32,12 +32,9 @@ _TRACKED_BODY_MAX = 64 * 1024
 _WRITE_WAIT_MAX = 1.0
 
 #: httpcore trace events after which a request no longer counts as being written: its body is
-#: out, or it is opening a connection first (not worth holding other work back for).
-_WRITE_OVER = frozenset({
-    "http11.send_request_body.complete",
-    "http2.send_request_body.complete",
-    "connection.connect_tcp.started",
-})
+#: out, or it is opening a connection first (not worth holding other work back for). Lanes speak
+#: HTTP/1.1 only.
+_WRITE_OVER = frozenset({"http11.send_request_body.complete", "connection.connect_tcp.started"})
 
 Trace = Callable[[str, dict[str, Any]], Awaitable[None]]
 
