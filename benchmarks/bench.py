@@ -272,10 +272,12 @@ def scenario_cpu(report: Report, python: str, sizes: Sizes, workdir: Path) -> No
     for name, runs in variants:
         cpu = median_of(runs, "cpu")
         per_k[name] = cpu / sizes.cases * 1000
-        rows.append([name, f"{per_k[name]:.4f}", f"{cpu:.3f}", f"{median_of(runs, 'wall'):.3f}"])
+        rows.append([name, f"{per_k[name]:.4f}", f"{cpu:.3f}", f"{median_of(runs, 'wall'):.3f}",
+                     f"{median_of(runs, 'held_mib'):.1f}"])
     report.table(
         f"2. Client CPU, zero latency: {sizes.cases:,} cases, {sizes.batch} ids per request",
-        ["client", "CPU s per 1,000 cases", "CPU s total", "wall s"], rows)
+        ["client", "CPU s per 1,000 cases", "CPU s total", "wall s",
+         "MiB held by the results (RSS)"], rows)
     mine, theirs = per_k[variants[0][0]], per_k[variants[1][0]]
     best = min(per_k[variants[1][0]], per_k[variants[2][0]])
     report.say("- " + report.verdict(

@@ -29,6 +29,7 @@ from ._exceptions import (
     RateLimitError,
     status_error_class,
 )
+from ._fieldsets import share_fields_sets
 from ._log import logger
 from ._ratelimit import RateLimitGate
 from ._retry import Failure, RetryPolicy, should_retry
@@ -153,7 +154,9 @@ class Pipeline:
                 if self._writes_done is not None:
                     await self._writes_done()
                 with _gc_paused():
-                    return adapter.validate_json(response.content)
+                    parsed = adapter.validate_json(response.content)
+                    share_fields_sets(parsed)
+                    return parsed
         except ValidationError as exc:
             raise APIResponseValidationError(
                 f"{op.id}: the reply is not the JSON the spec promises "

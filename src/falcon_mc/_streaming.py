@@ -31,7 +31,7 @@ from ._pipeline import RequestBody
 __all__ = ["AttachmentDownload", "FileSource", "MultipartUpload"]
 
 CHUNK_SIZE = 64 * 1024
-SAVE_CHUNK_SIZE = 1024 * 1024  # fewer hops to the file-writing thread
+FILE_CHUNK_SIZE = 1024 * 1024  # reads and writes of files: fewer hops to the file thread
 
 # Media type -> file extension, for a download's fallback name: the spec's upload types
 # (first extension wins: image/jpeg -> .jpg), plus what only downloads list.
@@ -158,7 +158,7 @@ class AttachmentDownload:
         return b"".join(parts)
 
     async def save(
-        self, path: str | os.PathLike[str], *, chunk_size: int = SAVE_CHUNK_SIZE
+        self, path: str | os.PathLike[str], *, chunk_size: int = FILE_CHUNK_SIZE
     ) -> Path:
         """Stream to ``path`` (a file, or a folder to save under the sanitised ``filename``).
 
@@ -236,7 +236,7 @@ class MultipartUpload(httpx.AsyncByteStream):
         filename: str,
         content_type: str,
         source: FileSource,
-        chunk_size: int = CHUNK_SIZE,
+        chunk_size: int = FILE_CHUNK_SIZE,
     ) -> None:
         self.boundary = secrets.token_hex(16)
         self._source = source

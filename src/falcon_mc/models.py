@@ -42,6 +42,7 @@ from pydantic import (
 from pydantic_core import core_schema
 
 from ._exceptions import InvalidArgumentError
+from ._fieldsets import SharingModel
 
 __all__ = [
     "ActivityCreationRequest",
@@ -156,8 +157,12 @@ def _datetime_to_wire(value: object) -> object:
     return _rfc3339(value) if isinstance(value, datetime) else value
 
 
-class _Model(BaseModel):
-    """Base of every wire model: unknown fields are kept; fields fill by name or alias."""
+class _Model(SharingModel):
+    """Base of every wire model: unknown fields are kept; fields fill by name or alias.
+
+    Models validated from one reply may share one frozen ``model_fields_set`` (see
+    ``_fieldsets``); a model takes a private copy before anything could change it.
+    """
 
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
