@@ -1,13 +1,13 @@
 """One ``model_fields_set`` for all the models of a reply that came with the same fields.
 
 Pydantic gives each model its own ``__pydantic_fields_set__``: for a :class:`~falcon_mc.Case`,
-a set of 20 names that takes 2.2 KiB (a set keeps its table at most 60% full), more than the
-case's other fields together, and a reply of 100 cases holds 100 equal sets. After a reply is
-validated, :func:`share_fields_sets` walks its models and gives each the frozen set of the last
-model of its class with the same names. A model takes a private copy the first time anything
-could change it (an assignment, or a caller reading ``model_fields_set``); pydantic's own copies
-(``model_copy``, ``copy``, ``deepcopy``, pickle) make plain sets of it. A case then takes about
-40% less memory and fewer objects for the cyclic garbage collector to walk.
+a set of up to 21 names that takes 2.2 KiB (a set keeps its table at most 60% full), more than
+the case's other fields together, and a reply of 100 cases holds 100 equal sets. After a reply
+is validated, :func:`share_fields_sets` walks its models and gives each one the frozen set of
+the last model of its class when the names are the same. A model takes a private copy the first
+time anything could change it (an assignment, or a caller reading ``model_fields_set``);
+pydantic's own copies (``model_copy``, ``copy``, ``deepcopy``, pickle) make plain sets of it. A
+case then takes about 40% less memory and fewer objects for the cyclic garbage collector to walk.
 """
 
 from __future__ import annotations
