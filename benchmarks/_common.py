@@ -48,7 +48,7 @@ def _status_kib(field: str) -> int | None:
 
 
 @contextmanager
-def measured() -> Iterator[dict[str, float]]:
+def measured(*, gc_off: bool = False) -> Iterator[dict[str, float]]:
     """Time a step: wall and CPU seconds, full GC passes during it, and one full pass after it.
 
     A full collection runs first (as ``timeit`` and pyperf do), so that whether one falls inside
@@ -56,11 +56,14 @@ def measured() -> Iterator[dict[str, float]]:
     step (``gc_full_ms``) runs while the step's results are still alive: it is what holding them
     costs each time the collector walks the whole process. ``held_mib`` is the resident set
     size after the step minus before it, results still alive: the memory they hold, as the OS
-    sees it.
+    sees it. ``gc_off`` disables the collector for the step (``gc.disable()`` around the call,
+    as a caller fetching a very large set may do).
     """
     gc.collect()
     figures: dict[str, float] = {"gc_full": 0}
     rss_before = rss_kib()
+    if gc_off:
+        gc.disable()
 
     def count_full(phase: str, info: dict[str, int]) -> None:
         if phase == "start" and info["generation"] == 2:
@@ -74,6 +77,8 @@ def measured() -> Iterator[dict[str, float]]:
         figures["cpu"] = time.process_time() - cpu0
     finally:
         gc.callbacks.remove(count_full)
+        if gc_off:
+            gc.enable()
     figures["held_mib"] = (rss_kib() - rss_before) / 1024
     start = time.perf_counter()
     gc.collect()
@@ -153,4 +158,6 @@ def runner_parser(description: str | None, scenarios: list[str]) -> argparse.Arg
     parser.add_argument("--out-dir", default=".")
     parser.add_argument("--size", type=int, default=0)
     parser.add_argument("--duration", type=float, default=60.0)
+    parser.add_argument("--gc-off", action="store_true",
+                        help="the cyclic garbage collector off during the timed call")
     return parser

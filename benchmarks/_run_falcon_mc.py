@@ -56,7 +56,7 @@ async def bulk(args: argparse.Namespace) -> dict[str, Any]:
     ids = read_ids(args.ids_file)[: args.cases]
     async with _client(args) as mc:
         await mc.get_cases(ids[:1])  # token and first connection, not timed (as for FalconPy)
-        with measured() as figures:
+        with measured(gc_off=args.gc_off) as figures:
             envelope = await mc.get_cases(ids)
     return {"cases": len(envelope.resources), "errors": len(envelope.errors), **figures}
 

@@ -54,7 +54,7 @@ def bulk(args: argparse.Namespace) -> dict[str, Any]:
     mc = _client(args)
     _check(mc.get_cases(ids=ids[:1]))  # token and first connection, not timed
     batches = [ids[i : i + args.batch] for i in range(0, len(ids), args.batch)]
-    with measured() as figures:
+    with measured(gc_off=args.gc_off) as figures:
         if args.threads <= 1:
             replies = [_check(mc.get_cases(ids=batch)) for batch in batches]
         else:

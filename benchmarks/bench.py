@@ -60,6 +60,7 @@ class Sizes:
     rate_batch: int
     repeat: int
     contrast: bool
+    gc_off: bool = False
 
 
 FULL = Sizes(cases=10_000, batch=100, concurrency=16, latency=0.05, attachment=256 * MIB,
@@ -199,6 +200,9 @@ def header(report: Report, sizes: Sizes, quick: bool) -> None:
                f"requests {_version('requests')}")
     report.say(f"- emulator: separate process on 127.0.0.1; each client variant in a fresh "
                f"process; timings are the median of {sizes.repeat} runs where marked")
+    if sizes.gc_off:
+        report.say("- --gc-off: scenarios 1 and 2 run every client with the cyclic garbage "
+                   "collector disabled around the timed call")
     report.say()
 
 
@@ -243,7 +247,8 @@ def scenario_bulk(report: Report, python: str, sizes: Sizes, workdir: Path) -> N
     batches = math.ceil(sizes.cases / sizes.batch)
     rounds = math.ceil(batches / sizes.concurrency)
     ideal = rounds * sizes.latency
-    common = {"ids_file": workdir / "ids.txt", "cases": sizes.cases, "batch": sizes.batch}
+    common = {"ids_file": workdir / "ids.txt", "cases": sizes.cases, "batch": sizes.batch,
+              "gc_off": sizes.gc_off}
     with emulator(python, workdir, cases=sizes.cases, latency=sizes.latency) as emu:
         ids = emu.ids_file.read_text().split()
         floor = round_trip_floor(emu.url, ids[: sizes.batch])
@@ -289,7 +294,8 @@ def scenario_bulk(report: Report, python: str, sizes: Sizes, workdir: Path) -> N
 
 
 def scenario_cpu(report: Report, python: str, sizes: Sizes, workdir: Path) -> None:
-    common = {"ids_file": workdir / "ids.txt", "cases": sizes.cases, "batch": sizes.batch}
+    common = {"ids_file": workdir / "ids.txt", "cases": sizes.cases, "batch": sizes.batch,
+              "gc_off": sizes.gc_off}
     with emulator(python, workdir, cases=sizes.cases, latency=0) as emu:
         variants: list[tuple[str, list[dict[str, Any]]]] = [
             (f"falcon-mc get_cases (max_concurrency={sizes.concurrency})",
@@ -451,6 +457,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds of sustained work in 4 (a multiple of 60)")
     parser.add_argument("--contrast", action=argparse.BooleanOptionalAction, default=None,
                         help="also run FalconPy against the rate limit (default: full only)")
+    parser.add_argument("--gc-off", action="store_true",
+                        help="scenarios 1 and 2: every client runs with gc.disable() around the "
+                             "timed call")
     parser.add_argument("--markdown", type=Path, default=None, help="also write the tables here")
     parser.add_argument("--python", default=sys.executable,
                         help="interpreter for the worker processes (default: this one)")
@@ -459,7 +468,7 @@ def main(argv: list[str] | None = None) -> int:
     overrides = {
         "repeat": args.repeat, "cases": args.cases, "batch": args.batch,
         "concurrency": args.concurrency, "latency": args.latency, "rate": args.rate,
-        "duration": args.duration, "contrast": args.contrast,
+        "duration": args.duration, "contrast": args.contrast, "gc_off": args.gc_off or None,
         "attachment": None if args.attachment_mib is None else args.attachment_mib * MIB,
     }
     sizes = replace(sizes, **{k: v for k, v in overrides.items() if v is not None})

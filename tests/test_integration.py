@@ -6,8 +6,10 @@ measure time.
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import anyio
@@ -148,6 +150,45 @@ async def test_download_round_trip_and_save(
     assert saved.read_bytes() == data
     assert saved.parent == tmp_path.resolve()
     assert not list(tmp_path.glob("*.part"))
+    assert in_flight(mc) == 0
+
+
+@contextmanager
+def collector_paused() -> Iterator[list[object]]:
+    """The cyclic collector off, objects it would free kept for inspection (``gc.garbage``)."""
+    gc.collect()
+    was_enabled = gc.isenabled()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        yield gc.garbage
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        if was_enabled:
+            gc.enable()
+
+
+async def test_operations_leave_no_reference_cycles(
+    emu: Emulator, mc: AsyncMessageCenter, tmp_path: Path
+) -> None:
+    # Everything a request allocates goes when its last reference does: nothing waits for the
+    # collector, so a caller that pauses it around a large fetch does not pile up bodies.
+    ids = list(emu.cases)
+    attachment_id = emu.add_attachment(ids[0], "dump.pdf", os.urandom(300_000))
+    upload = tmp_path / "up.pdf"
+    upload.write_bytes(os.urandom(200_000))
+    await mc.get_cases(ids[:1])  # the token (its reply, once in 30 minutes, is left out)
+    with collector_paused() as garbage:
+        await mc.get_cases(ids[:250])
+        await mc.query_cases(limit=100)
+        assert len([case async for case in mc.iter_cases(window=200)]) == len(ids)
+        async with mc.download_case_attachment(attachment_id) as download:
+            await download.save(tmp_path / "down.pdf")
+        async with mc.download_case_attachment(attachment_id) as download:
+            await download.aread()
+        await mc.add_case_attachment(case_id=ids[0], user_uuid="u-1", path=upload)
+        assert gc.collect() == 0, sorted({type(o).__name__ for o in garbage})
     assert in_flight(mc) == 0
 
 
