@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 from ._cloud import Cloud, resolve_base_url
 from ._exceptions import APIConnectionError, APITimeoutError, OAuthError
 from ._log import logger
+from ._responses import unhook_stream
 from ._retry import RetryPolicy
 from .models import parse_retry_after
 
@@ -122,6 +123,7 @@ class TokenManager:
             form["member_cid"] = self._member_cid
         try:
             response = await self._http.post(TOKEN_PATH, data=form)
+            unhook_stream(response)
         except httpx.TimeoutException as exc:
             if last:
                 raise APITimeoutError("token request timed out") from None
@@ -170,10 +172,10 @@ class TokenManager:
             return
         with anyio.move_on_after(5, shield=True):
             try:
-                await self._http.post(
+                unhook_stream(await self._http.post(
                     REVOKE_PATH,
                     data={"token": token.get_secret_value()},
                     auth=(self._client_id, self._client_secret.get_secret_value()),
-                )
+                ))
             except Exception as exc:  # best effort: closing must never fail because of it
                 logger.debug("token revoke failed: %s", type(exc).__name__)

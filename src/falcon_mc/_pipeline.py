@@ -32,6 +32,7 @@ from ._exceptions import (
 from ._fieldsets import share_fields_sets
 from ._log import logger
 from ._ratelimit import RateLimitGate
+from ._responses import aclose_response
 from ._retry import Failure, RetryPolicy, should_retry
 from ._version import __version__
 from .models import Envelope, ErrorDetail, RateLimit, parse_retry_after
@@ -109,22 +110,6 @@ def _gc_paused() -> Iterator[None]:
         gc.enable()
 
 
-_CLOSED_STREAM = httpx.ByteStream(b"")
-
-
-async def _close(response: httpx.Response) -> None:
-    """Close ``response`` and unhook its stream.
-
-    httpx's response and its stream refer to each other (``BoundAsyncStream`` keeps the response
-    to time it), so a closed response, with its body and request, would wait for the cyclic
-    garbage collector instead of going when its last reference does: about 47 objects and the
-    body per request. A closed response never reads its stream again (httpx raises
-    ``StreamClosed`` first), so an empty one stands in.
-    """
-    await response.aclose()
-    response.stream = _CLOSED_STREAM
-
-
 def _trace_id(response: httpx.Response, errors_meta: str | None = None) -> str | None:
     return response.headers.get("X-CS-TRACEID") or errors_meta
 
@@ -196,7 +181,7 @@ class Pipeline:
             yield response
         finally:
             with anyio.CancelScope(shield=True):
-                await _close(response)
+                await aclose_response(response)
 
     async def _send(
         self,
@@ -223,7 +208,7 @@ class Pipeline:
                     request = await self._build(op, options, token, params, content, body)
                     response = await self._attempt(op, request, stream=stream)
                     if response.status_code == 401 and not refreshed:
-                        await _close(response)
+                        await aclose_response(response)
                         self.auth.invalidate(token)
                         refreshed = True
                         logger.debug("%s: 401, fetching a fresh token and replaying once", op.id)
@@ -335,7 +320,7 @@ class Pipeline:
                 ),
             ) from None
         finally:
-            await _close(response)
+            await aclose_response(response)
 
     async def _status_failure(self, op: Operation, response: httpx.Response) -> _Attempt:
         """Turn an error status into the typed exception, wrapped for the retry decision."""
