@@ -40,11 +40,12 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlencode, urlsplit
 
+from _common import CLIENT_ID, CLIENT_SECRET, RESULT_PREFIX
+
 HERE = Path(__file__).resolve().parent
 SERVE = HERE / "_serve.py"
 RUN_MC = HERE / "_run_falcon_mc.py"
 RUN_FP = HERE / "_run_falconpy.py"
-RESULT_PREFIX = "RESULT "
 MIB = 2**20
 
 
@@ -223,7 +224,7 @@ def round_trip_floor(url: str, ids: list[str], samples: int = 15) -> float:
     parts = urlsplit(url)
     conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port)
     try:
-        form = urlencode({"client_id": "bench-client", "client_secret": "bench-secret"})
+        form = urlencode({"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET})
         conn.request("POST", "/oauth2/token", body=form,
                      headers={"Content-Type": "application/x-www-form-urlencoded"})
         token = json.loads(conn.getresponse().read())["access_token"]

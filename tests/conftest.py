@@ -1,14 +1,15 @@
-"""Shared fixtures: a respx router injected as the client's transport."""
+"""Shared fixtures: a respx router as the client's transport; a module's emulator on loopback."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
 import respx
 
 from falcon_mc import AsyncMessageCenter
+from falcon_mc.emulator import Emulator
 
 BASE = "https://api.crowdstrike.com"
 TOKEN = "tok-0123456789abcdef"
@@ -48,3 +49,10 @@ async def mc(router: respx.MockRouter) -> AsyncIterator[AsyncMessageCenter]:
     )
     async with client:
         yield client
+
+
+@pytest.fixture
+def url(emu: Emulator) -> Iterator[str]:
+    """The test module's ``emu`` fixture, served on loopback: its base URL."""
+    with emu.serve() as served:
+        yield served

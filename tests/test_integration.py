@@ -33,12 +33,6 @@ def emu() -> Emulator:
     return Emulator.seeded(n_cases=1200, seed=11)
 
 
-@pytest.fixture
-def url(emu: Emulator) -> Iterator[str]:
-    with emu.serve() as served:
-        yield served
-
-
 def client(base_url: str, **kwargs: object) -> AsyncMessageCenter:
     return AsyncMessageCenter(
         client_id="it", client_secret="it-secret", base_url=base_url, retry_base_delay=0,

@@ -35,12 +35,6 @@ def emu() -> Emulator:
 
 
 @pytest.fixture
-def url(emu: Emulator) -> Iterator[str]:
-    with emu.serve() as served:
-        yield served
-
-
-@pytest.fixture
 def auth(emu: Emulator) -> dict[str, str]:
     return {"Authorization": f"Bearer {emu.issue_token()}"}
 
