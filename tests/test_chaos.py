@@ -554,7 +554,7 @@ async def run_chaos(config: ChaosConfig, work: Path) -> ChaosReport:
         finally:
             await mc.aclose()
         elapsed = time.perf_counter() - started
-        pool_after = sum(len(lane._pool.connections) for lane in transport.lanes)
+        pool_after = transport.connections
         established = _established_to(port)
     results = [r for r, _ in plan]
     report = ChaosReport(

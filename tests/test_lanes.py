@@ -1,7 +1,8 @@
 """The default HTTP/1.1 transport (:mod:`falcon_mc._lanes`) against the emulator on loopback.
 
 Nothing sleeps to measure time: the moments that matter (a request being written, waiting for
-its reply) are observed through httpcore's trace events, which the tests can also hold open.
+its reply) are observed through the ``trace`` request extension (httpcore's event names), which
+the tests can also hold open.
 """
 
 from __future__ import annotations
@@ -47,9 +48,9 @@ async def lanes(url: str) -> AsyncIterator[tuple[LaneTransport, httpx.AsyncClien
         yield transport, client
 
 
-def with_connection(transport: LaneTransport) -> list[httpx.AsyncHTTPTransport]:
-    """The lanes whose pool holds a connection."""
-    return [lane for lane in transport.lanes if lane._pool.connections]
+def with_connection(transport: LaneTransport) -> list[_lanes._Lane]:
+    """The lanes that hold a connection."""
+    return [lane for lane in transport.lanes if lane.connected]
 
 
 async def query(client: httpx.AsyncClient, auth: dict[str, str]) -> httpx.Response:
@@ -452,7 +453,7 @@ async def test_default_transport_for_http11_is_lanes_sharing_one_verifying_tls_c
     transport = default_transport(8, http2=False)
     assert isinstance(transport, LaneTransport)
     assert len(transport.lanes) == 8
-    assert all(lane._pool._ssl_context is transport.ssl_context for lane in transport.lanes)
+    assert all(lane._ssl_context is transport.ssl_context for lane in transport.lanes)
     assert transport.ssl_context.verify_mode == ssl.CERT_REQUIRED
     assert transport.ssl_context.check_hostname is True
     assert transport.busy == transport.writing == 0

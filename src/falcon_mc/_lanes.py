@@ -1,11 +1,23 @@
-"""The default HTTP transport: HTTP/1.1 connections as independent lanes.
+"""The default HTTP transport: HTTP/1.1 connections as independent lanes, spoken with h11.
 
-httpcore's pool hands a newly idle HTTP/1.1 connection to every request queued in the same pass;
-all but one of those requests then fail internally with ``ConnectionNotAvailable`` and queue
-again, each failure running another pass over every connection (encode/httpcore#1035). Under
-the bursts a bulk ``get_cases`` makes (16 requests leaving at once), that churn cost more CPU than
-reading the replies. Here each lane is an ``httpx.AsyncHTTPTransport`` limited to one connection,
-and a request takes a lane of its own: a burst of N requests costs N lane hand-outs.
+Why not httpx's own transport (httpcore's pool):
+
+* **Pool churn.** httpcore hands a newly idle HTTP/1.1 connection to every request queued in the
+  same pass; all but one of those requests then fail internally with ``ConnectionNotAvailable``
+  and queue again, each failure running another pass over every connection (encode/httpcore#1035).
+  Here a request takes a lane of its own: a burst of N requests costs N lane hand-outs.
+* **CPU.** A bulk ``get_cases`` is bound by the client's CPU: a burst of replies is read one after
+  another on one thread. httpcore's HTTP/1.1 connection, with its traces, locks and a cancel
+  scope per socket operation, costs about 0.25 ms more per request than the same exchange done
+  here with h11 over an anyio stream (0.73 against 0.48 ms of client CPU per request of 100
+  cases, measured through the whole client; see ``docs/performance.md``).
+
+HTTP/1.1 itself (framing, keep-alive, chunked bodies, protocol errors) is h11's job, as in
+httpcore. What this module adds: a lane is one connection at most, opened on demand (TLS with
+the shared, verifying context), kept alive for :data:`KEEPALIVE_EXPIRY` seconds and dropped
+when the server has closed it; the ``timeout`` (connect, read, write, pool) and ``trace``
+(httpcore's event names) request extensions are honoured; failures are httpx's exceptions, as
+httpx's own transport raises them. A request and its body, when in hand, leave in one write.
 
 The transport also tells when requests are being written (:meth:`LaneTransport.writes_done`), so
 that the client can put CPU-heavy work (turning replies into models) after them: a request
@@ -14,14 +26,20 @@ written 2 ms earlier gets its reply 2 ms earlier.
 
 from __future__ import annotations
 
+import select
+import socket
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 from urllib.request import getproxies
 
 import anyio
+import h11
 import httpx
+from anyio.abc import ByteStream, SocketAttribute
+from anyio.streams.tls import TLSStream
 
-__all__ = ["LaneTransport", "default_transport"]
+__all__ = ["KEEPALIVE_EXPIRY", "LaneTransport", "default_transport"]
 
 #: Requests with a body up to this size are tracked while being written (a socket buffer takes
 #: them at once); larger uploads are not waited for.
@@ -31,12 +49,19 @@ _TRACKED_BODY_MAX = 64 * 1024
 #: milliseconds unless the peer has stopped reading.
 _WRITE_WAIT_MAX = 1.0
 
-#: httpcore trace events after which a request no longer counts as being written: its body is
-#: out, or it is opening a connection first (not worth holding other work back for). Lanes speak
-#: HTTP/1.1 only.
-_WRITE_OVER = frozenset({"http11.send_request_body.complete", "connection.connect_tcp.started"})
+#: Bytes asked of the socket per read (httpcore reads as much).
+_READ_SIZE = 64 * 1024
+
+#: The largest reply head (status line and headers) accepted, as httpcore.
+_MAX_HEAD = 100 * 1024
+
+#: Seconds an idle connection is kept for reuse (httpx's default ``keepalive_expiry``): servers
+#: close idle connections sooner or later, and a request sent just as they do would fail.
+KEEPALIVE_EXPIRY = 5.0
 
 Trace = Callable[[str, dict[str, Any]], Awaitable[None]]
+Origin = tuple[bytes, str, int]
+Timeouts = dict[str, float | None]
 
 
 def _nothing() -> None:
@@ -56,24 +81,294 @@ def _small(request: httpx.Request) -> bool:
         return False
 
 
-class _LaneStream(httpx.AsyncByteStream):
-    """A reply body that gives its lane back when it is closed (once)."""
+def _origin(url: httpx.URL) -> Origin:
+    scheme = url.raw_scheme
+    if scheme not in (b"http", b"https"):
+        raise httpx.UnsupportedProtocol(f"Request URL has an unsupported protocol '{url.scheme}://'.")
+    host = url.raw_host.decode("ascii")  # IDNA-encoded, IPv6 without brackets
+    return scheme, host, url.port or (443 if scheme == b"https" else 80)
 
-    def __init__(self, inner: httpx.AsyncByteStream, release: Callable[[], None]) -> None:
-        self._inner = inner
+
+def _readable(stream: ByteStream) -> bool:
+    """Whether an idle connection's socket has something to read: the server closed it (or sent
+    bytes nobody asked for); either way it is not to be reused."""
+    try:
+        sock: socket.socket = stream.extra(SocketAttribute.raw_socket)  # noqa: S610
+    except anyio.TypedAttributeLookupError:
+        return True
+    if sock.fileno() < 0:
+        return True
+    if not hasattr(select, "poll"):  # Windows
+        return bool(select.select([sock], [], [], 0)[0])
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    return bool(poller.poll(0))
+
+
+async def _trace(trace: Trace | None, name: str, request: httpx.Request) -> None:
+    if trace is not None:
+        await trace(name, {"request": request})
+
+
+class _Lane:
+    """One HTTP/1.1 connection at most, opened on demand, and its h11 state."""
+
+    def __init__(self, ssl_context: ssl.SSLContext) -> None:
+        self._ssl_context = ssl_context
+        self._stream: ByteStream | None = None
+        self._origin: Origin | None = None
+        self._h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=_MAX_HEAD)
+        self._idle_since = 0.0
+
+    @property
+    def connected(self) -> bool:
+        """Whether the lane holds an open connection."""
+        return self._stream is not None
+
+    def _reusable(self, origin: Origin) -> bool:
+        return (
+            self._stream is not None
+            and origin == self._origin
+            and self._h11.our_state is h11.IDLE
+            and anyio.current_time() - self._idle_since <= KEEPALIVE_EXPIRY
+            and not _readable(self._stream)
+        )
+
+    async def _connect(
+        self, origin: Origin, limit: float | None, request: httpx.Request, trace: Trace | None
+    ) -> ByteStream:
+        scheme, host, port = origin
+        stream: ByteStream | None = None
+        try:
+            with anyio.fail_after(limit):
+                await _trace(trace, "connection.connect_tcp.started", request)
+                stream = await anyio.connect_tcp(host, port)
+                await _trace(trace, "connection.connect_tcp.complete", request)
+                if scheme == b"https":
+                    await _trace(trace, "connection.start_tls.started", request)
+                    stream = await TLSStream.wrap(
+                        stream, hostname=host, ssl_context=self._ssl_context,
+                        standard_compatible=False,
+                    )
+                    await _trace(trace, "connection.start_tls.complete", request)
+        except BaseException as exc:
+            if stream is not None:
+                with anyio.CancelScope(shield=True):
+                    await stream.aclose()
+            if isinstance(exc, TimeoutError):
+                raise httpx.ConnectTimeout(f"could not connect within {limit}s",
+                                           request=request) from exc
+            if isinstance(exc, (OSError, anyio.BrokenResourceError)):
+                raise httpx.ConnectError(str(exc) or type(exc).__name__, request=request) from exc
+            raise
+        self._origin = origin
+        return stream
+
+    async def exchange(
+        self,
+        request: httpx.Request,
+        origin: Origin,
+        timeouts: Timeouts,
+        trace: Trace | None,
+        written: Callable[[], None],
+        release: Callable[[], None],
+    ) -> httpx.Response:
+        """Send ``request`` and read the reply's head; the body is left to the returned
+        response's stream, whose closing calls ``release``. On a failure the caller closes the
+        lane and releases it."""
+        if self._stream is None or not self._reusable(origin):
+            await self.close()
+            written()  # opening a connection first: not worth holding other work back for
+            self._stream = await self._connect(origin, timeouts.get("connect"), request, trace)
+        stream = self._stream
+        write_error: httpx.WriteError | None = None
+        try:
+            await self._write(stream, request, timeouts.get("write"), trace, written)
+        except httpx.WriteError as exc:
+            # the server may have answered (413...) and closed without reading all: read that
+            write_error = exc
+        finally:
+            written()
+        try:
+            reply = await self._reply_head(timeouts.get("read"), request, trace)
+        except httpx.TransportError:
+            if write_error is not None:
+                raise write_error from None
+            raise
+        return httpx.Response(
+            status_code=reply.status_code,
+            headers=reply.headers.raw_items(),
+            stream=_Body(self, request, timeouts.get("read"), trace, release),
+            extensions={
+                "http_version": b"HTTP/" + reply.http_version,
+                "reason_phrase": reply.reason,
+                "network_stream": stream,
+            },
+        )
+
+    def _serialize(self, request: httpx.Request, make: Callable[[], h11.Event]) -> bytes:
+        """The bytes of the event ``make()`` builds (h11 checks it: header names and values,
+        body length against ``Content-Length``)."""
+        try:
+            data = self._h11.send(make())
+        except h11.LocalProtocolError as exc:
+            raise httpx.LocalProtocolError(str(exc), request=request) from exc
+        return data or b""
+
+    async def _send(
+        self, stream: ByteStream, data: bytes, limit: float | None, request: httpx.Request
+    ) -> None:
+        try:
+            if limit is None:
+                await stream.send(data)
+            else:
+                with anyio.fail_after(limit):
+                    await stream.send(data)
+        except TimeoutError as exc:
+            raise httpx.WriteTimeout(f"could not send within {limit}s",
+                                     request=request) from exc
+        except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
+            raise httpx.WriteError(str(exc) or type(exc).__name__, request=request) from exc
+
+    async def _write(
+        self,
+        stream: ByteStream,
+        request: httpx.Request,
+        limit: float | None,
+        trace: Trace | None,
+        written: Callable[[], None],
+    ) -> None:
+        """Write ``request``; ``written()`` as soon as its last byte is handed to the socket."""
+        try:
+            body: bytes | None = request.content
+        except httpx.RequestNotRead:  # a streamed body (an upload): sent as it is read
+            body = None
+        await _trace(trace, "http11.send_request_headers.started", request)
+        data = self._serialize(request, lambda: h11.Request(
+            method=request.method, target=request.url.raw_path, headers=request.headers.raw
+        ))
+        if body is not None:
+            # the head and the body in one write (one segment, one wake-up of the server), sent
+            # between the body's "started" and "complete" events
+            if body:
+                data += self._serialize(request, lambda: h11.Data(data=body))
+            data += self._serialize(request, h11.EndOfMessage)
+            await _trace(trace, "http11.send_request_headers.complete", request)
+            await _trace(trace, "http11.send_request_body.started", request)
+            await self._send(stream, data, limit, request)
+            written()
+            await _trace(trace, "http11.send_request_body.complete", request)
+            return
+        await self._send(stream, data, limit, request)
+        await _trace(trace, "http11.send_request_headers.complete", request)
+        await _trace(trace, "http11.send_request_body.started", request)
+        if not isinstance(request.stream, httpx.AsyncByteStream):
+            raise TypeError("a request sent through an AsyncClient needs an async body")
+        async for chunk in request.stream:
+            if chunk:
+                data = self._serialize(request, lambda: h11.Data(data=chunk))  # noqa: B023
+                await self._send(stream, data, limit, request)
+        await self._send(stream, self._serialize(request, h11.EndOfMessage), limit, request)
+        written()
+        await _trace(trace, "http11.send_request_body.complete", request)
+
+    async def _reply_head(
+        self, limit: float | None, request: httpx.Request, trace: Trace | None
+    ) -> h11.Response:
+        await _trace(trace, "http11.receive_response_headers.started", request)
+        while True:
+            event = await self.next_event(limit, request)
+            if isinstance(event, h11.Response):
+                await _trace(trace, "http11.receive_response_headers.complete", request)
+                return event
+            if isinstance(event, h11.ConnectionClosed):
+                raise httpx.RemoteProtocolError(
+                    "Server disconnected without sending a response.", request=request
+                )
+            # an informational reply (100 Continue...): the real one follows
+
+    async def next_event(self, limit: float | None, request: httpx.Request) -> Any:
+        """The next h11 event of the reply, reading from the socket as needed (each read
+        within ``limit`` seconds, the read timeout)."""
+        assert self._stream is not None
+        while True:
+            try:
+                event = self._h11.next_event()
+            except h11.RemoteProtocolError as exc:
+                raise httpx.RemoteProtocolError(str(exc), request=request) from exc
+            if event is not h11.NEED_DATA:
+                return event
+            try:
+                if limit is None:
+                    data = await self._stream.receive(_READ_SIZE)
+                else:
+                    with anyio.fail_after(limit):
+                        data = await self._stream.receive(_READ_SIZE)
+            except anyio.EndOfStream:
+                data = b""
+            except TimeoutError as exc:
+                raise httpx.ReadTimeout(f"no data within {limit}s", request=request) from exc
+            except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
+                raise httpx.ReadError(str(exc) or type(exc).__name__, request=request) from exc
+            self._h11.receive_data(data)
+
+    async def finish(self) -> None:
+        """After a reply: keep the connection for the next request if both sides are done with
+        this one (and neither asked to close), else close it."""
+        if self._h11.our_state is h11.DONE and self._h11.their_state is h11.DONE:
+            self._h11.start_next_cycle()
+            self._idle_since = anyio.current_time()
+        else:
+            await self.close()
+
+    async def close(self) -> None:
+        """Close the connection, if open (even when cancelled)."""
+        stream, self._stream = self._stream, None
+        self._origin = None
+        if self._h11.our_state is not h11.IDLE or self._h11.their_state is not h11.IDLE:
+            self._h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=_MAX_HEAD)
+        if stream is not None:
+            with anyio.CancelScope(shield=True):
+                await stream.aclose()
+
+
+class _Body(httpx.AsyncByteStream):
+    """A reply body read from its lane; closing it hands the lane back (once)."""
+
+    def __init__(
+        self,
+        lane: _Lane,
+        request: httpx.Request,
+        timeout: float | None,
+        trace: Trace | None,
+        release: Callable[[], None],
+    ) -> None:
+        self._lane = lane
+        self._request = request
+        self._timeout = timeout
+        self._trace = trace
         self._release: Callable[[], None] | None = release
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        async for chunk in self._inner:
-            yield chunk
+        await _trace(self._trace, "http11.receive_response_body.started", self._request)
+        while True:
+            event = await self._lane.next_event(self._timeout, self._request)
+            if isinstance(event, h11.Data):
+                yield bytes(event.data)
+            elif isinstance(event, (h11.EndOfMessage, h11.ConnectionClosed)):
+                break
+        await _trace(self._trace, "http11.receive_response_body.complete", self._request)
 
     async def aclose(self) -> None:
+        release, self._release = self._release, None
+        if release is None:
+            return
         try:
-            await self._inner.aclose()
+            await _trace(self._trace, "http11.response_closed.started", self._request)
+            await self._lane.finish()
+            await _trace(self._trace, "http11.response_closed.complete", self._request)
         finally:
-            release, self._release = self._release, None
-            if release is not None:
-                release()
+            release()
 
 
 class LaneTransport(httpx.AsyncBaseTransport):
@@ -81,18 +376,15 @@ class LaneTransport(httpx.AsyncBaseTransport):
 
     A request waits for a free lane at most the request's ``pool`` timeout (then
     ``httpx.PoolTimeout``, as httpx's own pool); a lane is free again once the reply is closed,
-    or at once if sending fails or is cancelled. All lanes share one TLS context (verification
-    on, ``SSL_CERT_FILE``/``SSL_CERT_DIR`` honoured as by httpx).
+    or at once if sending fails or is cancelled (its connection is then closed). All lanes share
+    one TLS context (verification on, ``SSL_CERT_FILE``/``SSL_CERT_DIR`` honoured as by httpx).
     """
 
     def __init__(self, lanes: int) -> None:
         if lanes < 1:
             raise ValueError(f"lanes must be at least 1, got {lanes}")
         self.ssl_context = httpx.create_ssl_context()
-        one = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-        self.lanes = [
-            httpx.AsyncHTTPTransport(verify=self.ssl_context, limits=one) for _ in range(lanes)
-        ]
+        self.lanes = [_Lane(self.ssl_context) for _ in range(lanes)]
         self._free = self.lanes[::-1]  # pop() takes the most recently released lane
         self._slots = anyio.Semaphore(lanes, fast_acquire=True)
         self._writing: set[anyio.Event] = set()  # one per request being written, set when out
@@ -107,6 +399,11 @@ class LaneTransport(httpx.AsyncBaseTransport):
         """Requests on a lane whose (small) request is not fully written yet."""
         return len(self._writing)
 
+    @property
+    def connections(self) -> int:
+        """Open connections (busy or idle)."""
+        return sum(lane.connected for lane in self.lanes)
+
     async def writes_done(self) -> None:
         """Wait until the requests being written now are out (not for later ones: no starving),
         at most ``_WRITE_WAIT_MAX`` seconds (a peer that stops reading cannot hold others up)."""
@@ -118,46 +415,40 @@ class LaneTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request`` on a free lane (waiting for one, up to the pool timeout)."""
-        pool_timeout = request.extensions.get("timeout", {}).get("pool")
-        try:
-            with anyio.fail_after(pool_timeout):
-                await self._slots.acquire()
-        except TimeoutError:
-            raise httpx.PoolTimeout(
-                f"no free connection within {pool_timeout}s (all {len(self.lanes)} busy)",
-                request=request,
-            ) from None
+        origin = _origin(request.url)
+        timeouts: Timeouts = request.extensions.get("timeout", {})
+        if self._slots.value:  # a lane is free: no timer to set up
+            await self._slots.acquire()
+        else:
+            pool_timeout = timeouts.get("pool")
+            try:
+                with anyio.fail_after(pool_timeout):
+                    await self._slots.acquire()
+            except TimeoutError:
+                raise httpx.PoolTimeout(
+                    f"no free connection within {pool_timeout}s (all {len(self.lanes)} busy)",
+                    request=request,
+                ) from None
         lane = self._free.pop()
 
         def release() -> None:
             self._free.append(lane)
             self._slots.release()
 
-        outer_trace = request.extensions.get("trace")
-        written: Callable[[], None] = _nothing
+        written = self._track_writing(request)
         try:
-            written = self._track_writing(request, outer_trace)
-            response = await lane.handle_async_request(request)
+            return await lane.exchange(
+                request, origin, timeouts, request.extensions.get("trace"), written, release
+            )
         except BaseException:
+            written()
+            await lane.close()
             release()
             raise
-        finally:
-            written()
-            if outer_trace is None:
-                request.extensions.pop("trace", None)
-            else:
-                request.extensions["trace"] = outer_trace
-        assert isinstance(response.stream, httpx.AsyncByteStream)
-        return httpx.Response(
-            status_code=response.status_code,
-            headers=response.headers,
-            stream=_LaneStream(response.stream, release),
-            extensions=response.extensions,
-        )
 
-    def _track_writing(self, request: httpx.Request, outer: Trace | None) -> Callable[[], None]:
-        """Count ``request`` as being written until httpcore reports it out (or it opens a
-        connection first); returns the (idempotent) function that stops counting it.
+    def _track_writing(self, request: httpx.Request) -> Callable[[], None]:
+        """Count ``request`` as being written until it is out (or opens a connection first);
+        returns the (idempotent) function that stops counting it.
 
         Only small requests are counted: no body, or a ``Content-Length`` up to
         ``_TRACKED_BODY_MAX``; a chunked or larger body may take long to write.
@@ -171,19 +462,12 @@ class LaneTransport(httpx.AsyncBaseTransport):
             self._writing.discard(event)
             event.set()
 
-        async def trace(name: str, info: dict[str, Any]) -> None:
-            if name in _WRITE_OVER:
-                written()
-            if outer is not None:
-                await outer(name, info)
-
-        request.extensions["trace"] = trace
         return written
 
     async def aclose(self) -> None:
         """Close every lane's connection."""
         for lane in self.lanes:
-            await lane.aclose()
+            await lane.close()
 
 
 def default_transport(max_connections: int, *, http2: bool) -> LaneTransport | None:

@@ -137,6 +137,8 @@ class Pipeline:
         self._parsing = anyio.Lock()
         self._writes_done = writes_done
         self._rng = random.Random()
+        self._urls_base: httpx.URL | None = None
+        self._urls: dict[str, httpx.URL] = {}
 
     async def call(
         self,
@@ -259,12 +261,25 @@ class Pipeline:
             payload = built.stream
         return self.http.build_request(
             op.method,
-            op.path,
+            self._url(op.path),
             params=params,
             headers=headers,
             content=payload,
             timeout=options.timeout,
         )
+
+    def _url(self, path: str) -> httpx.URL:
+        """``path`` on the client's base URL, as httpx would join them; kept per base URL (the
+        cloud may change after the first token), since httpx would parse and join it anew for
+        every request."""
+        base = self.http.base_url
+        if base is not self._urls_base:
+            self._urls_base, self._urls = base, {}
+        url = self._urls.get(path)
+        if url is None:
+            joined = base.raw_path + path.lstrip("/").encode("ascii")
+            url = self._urls[path] = base.copy_with(raw_path=joined)
+        return url
 
     async def _attempt(self, op: Operation, request: httpx.Request, *, stream: bool) -> httpx.Response:
         """One send; transport failures become :class:`_Attempt` with what we know of them."""
