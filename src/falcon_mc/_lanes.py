@@ -50,7 +50,7 @@ _TRACKED_BODY_MAX = 64 * 1024
 _WRITE_WAIT_MAX = 1.0
 
 #: Bytes asked of the socket per read (httpcore reads as much).
-_READ_SIZE = 64 * 1024
+_READ_SIZE = 256 * 1024
 
 #: The largest reply head (status line and headers) accepted, as httpcore.
 _MAX_HEAD = 100 * 1024

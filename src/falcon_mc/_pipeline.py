@@ -110,6 +110,30 @@ def _gc_paused() -> Iterator[None]:
         gc.enable()
 
 
+class _Slot:
+    """``async with`` one slot of ``limiter``: taken at once when free, without the turn of the
+    event loop that ``CapacityLimiter.acquire`` always takes.
+
+    So a request with a free slot runs straight to its socket write. With a turn at every await,
+    the tasks of a burst advance in lockstep and all requests leave together, after the last is
+    built (16 requests: about 3 ms later than the first could have).
+    """
+
+    __slots__ = ("_limiter",)
+
+    def __init__(self, limiter: anyio.CapacityLimiter) -> None:
+        self._limiter = limiter
+
+    async def __aenter__(self) -> None:
+        try:
+            self._limiter.acquire_nowait()
+        except anyio.WouldBlock:
+            await self._limiter.acquire()
+
+    async def __aexit__(self, *_: object) -> None:
+        self._limiter.release()
+
+
 def _trace_id(response: httpx.Response, errors_meta: str | None = None) -> str | None:
     return response.headers.get("X-CS-TRACEID") or errors_meta
 
@@ -130,6 +154,7 @@ class Pipeline:
         self.auth = auth
         self.gate = gate
         self.limiter = limiter
+        self._slot = _Slot(limiter)
         # Replies are turned into models one at a time (taking the lock is a turn of the event
         # loop), after the requests being written are out (``writes_done``, from the transport):
         # when a burst of replies lands, the requests their freed slots let through go out
@@ -156,6 +181,8 @@ class Pipeline:
             async with self._parsing:
                 if self._writes_done is not None:
                     await self._writes_done()
+                # one more turn: a task woken meanwhile by a freed slot sends its request first
+                await anyio.lowlevel.checkpoint()
                 with _gc_paused():
                     parsed = adapter.validate_json(response.content)
                     share_fields_sets(parsed)
@@ -201,7 +228,7 @@ class Pipeline:
         content: bytes | None = None
         while True:
             try:
-                async with self.limiter:
+                async with self._slot:
                     if content is None and json_body is not None:  # once, and only once sending
                         content = json.dumps(json_body, separators=(",", ":")).encode()
                     # the others holding a slot are in flight (or about to be)
