@@ -1,7 +1,7 @@
 """Security: no secret leaks, TLS on, no token to another host, safe file names, escaped FQL.
 
 * The client secret and every bearer token stay out of ``repr``/``str``, exception messages and
-  tracebacks, and out of the logs at every level, httpx's and httpcore's own DEBUG logs included
+  tracebacks, and out of the logs at every level, httpx's own DEBUG logs included
   (a real loopback session through success, 401, OAuth failure, 5xx, 429, dropped and refused
   connections).
 * The ``falcon_mc`` logger redacts ``Authorization`` headers, bearer tokens and secrets.

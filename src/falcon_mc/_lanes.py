@@ -158,7 +158,8 @@ class _Lane:
             if isinstance(exc, TimeoutError):
                 raise httpx.ConnectTimeout(f"could not connect within {limit}s",
                                            request=request) from exc
-            if isinstance(exc, (OSError, anyio.BrokenResourceError)):
+            if isinstance(exc, (OSError, anyio.BrokenResourceError, anyio.EndOfStream)):
+                # EndOfStream: the server closed during the TLS handshake
                 raise httpx.ConnectError(str(exc) or type(exc).__name__, request=request) from exc
             raise
         self._origin = origin
@@ -314,8 +315,11 @@ class _Lane:
 
     async def finish(self) -> None:
         """After a reply: keep the connection for the next request if both sides are done with
-        this one (and neither asked to close), else close it."""
-        if self._h11.our_state is h11.DONE and self._h11.their_state is h11.DONE:
+        this one, neither asked to close, and nothing came after the reply (bytes nobody asked
+        for, or the server's end of stream); else close it."""
+        done = self._h11.our_state is h11.DONE and self._h11.their_state is h11.DONE
+        leftover, closed = self._h11.trailing_data  # bytes past the reply, or the server's EOF
+        if done and not leftover and not closed:
             self._h11.start_next_cycle()
             self._idle_since = anyio.current_time()
         else:
@@ -325,8 +329,8 @@ class _Lane:
         """Close the connection, if open (even when cancelled)."""
         stream, self._stream = self._stream, None
         self._origin = None
-        if self._h11.our_state is not h11.IDLE or self._h11.their_state is not h11.IDLE:
-            self._h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=_MAX_HEAD)
+        # a new connection starts from a new state machine (nothing buffered, no end of stream)
+        self._h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=_MAX_HEAD)
         if stream is not None:
             with anyio.CancelScope(shield=True):
                 await stream.aclose()
