@@ -298,6 +298,33 @@ async def test_bulk_get_batches_concurrently_and_keeps_order(router: respx.MockR
     assert sorted(e.id or "" for e in result.errors) == sorted(missing)
 
 
+async def test_a_request_with_a_free_slot_is_sent_before_the_next_is_built(
+    router: respx.MockRouter,
+) -> None:
+    """The requests of a burst reach the transport one by one, each as soon as it is built: when
+    the k-th arrives, only k slots are taken (not all of them, as when every task first yields
+    on taking its slot and the burst advances in lockstep)."""
+    taken: list[int] = []
+    all_in = anyio.Event()
+
+    async def get(request: httpx.Request) -> httpx.Response:
+        ids = json.loads(request.content)["ids"]
+        if ids != ["warm-up"]:
+            taken.append(int(mc._pipeline.limiter.borrowed_tokens))
+            if len(taken) == 4:
+                all_in.set()
+            with anyio.fail_after(5):
+                await all_in.wait()  # replies held until the first 4 requests are in
+        return httpx.Response(200, json=envelope([{"id": i} for i in ids]))
+
+    router.post(GET_CASES).mock(side_effect=get)
+    async with client(router, max_concurrency=4, max_ids_per_request=1) as mc:
+        await mc.get_cases(["warm-up"])  # the token, fetched once
+        result = await mc.get_cases(["a", "b", "c", "d", "e", "f"])
+    assert [c.id for c in result.resources] == ["a", "b", "c", "d", "e", "f"]
+    assert taken[:4] == [1, 2, 3, 4]
+
+
 @pytest.mark.parametrize("shuffle", ["in_order", "one_batch_reversed", "one_item_repeated"])
 async def test_bulk_get_merge_puts_every_item_in_the_place_asked(
     router: respx.MockRouter, shuffle: str
