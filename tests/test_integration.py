@@ -291,10 +291,12 @@ async def test_second_401_is_an_authentication_error(emu: Emulator, url: str) ->
             await mc.query_cases(limit=1)
 
 
+@pytest.mark.parametrize("over", ["in-process", "loopback"])
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
-def test_representative_scenario_on_both_backends(backend: str, tmp_path: Path) -> None:
+def test_representative_scenario_on_both_backends(backend: str, over: str, tmp_path: Path) -> None:
     """Paging, bulk get, retries, a 401 refresh, upload, streamed download and a cancelled
-    download, on the in-process transport, under asyncio and under trio."""
+    download, under asyncio and under trio: on the in-process transport, and over loopback
+    with the default transport (the lanes speaking HTTP/1.1 over the backend's sockets)."""
     emu = Emulator.seeded(n_cases=300, seed=5)
     emu.faults.add(operation="GetCaseEntitiesByIDs", kind="status", status=503, count=2)
     emu.faults.add(operation="QueryCasesIdsByFilter", kind="status", status=401, count=1)
@@ -314,13 +316,19 @@ def test_representative_scenario_on_both_backends(backend: str, tmp_path: Path) 
                 await download.save(folder / "slow.txt")
         return [c.id or "" for c in cases.resources], saved.read_bytes()
 
-    async def in_process() -> tuple[list[str], bytes]:
-        async with AsyncMessageCenter(client_id="a", client_secret="b",
-                                      base_url="https://emulator.invalid", retry_base_delay=0,
-                                      transport=emu.transport(), max_ids_per_request=50) as mc:
+    async def run(base_url: str, transport: httpx.AsyncBaseTransport | None) -> tuple[list[str], bytes]:
+        async with AsyncMessageCenter(client_id="a", client_secret="b", base_url=base_url,
+                                      retry_base_delay=0, transport=transport,
+                                      max_ids_per_request=50) as mc:
+            if transport is None:
+                assert isinstance(mc._pipeline.http._transport, LaneTransport)
             return await scenario(mc, tmp_path)
 
-    ids, data = anyio.run(in_process, backend=backend)
+    if over == "in-process":
+        ids, data = anyio.run(run, "https://emulator.invalid", emu.transport(), backend=backend)
+    else:
+        with emu.serve() as served:
+            ids, data = anyio.run(run, served, None, backend=backend)
     assert sorted(ids) == sorted(emu.cases)
     assert data == b"trio and asyncio"
     assert not list(tmp_path.glob("*.part"))
