@@ -19,7 +19,8 @@ import logging
 import os
 import ssl
 import traceback
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -28,6 +29,9 @@ import anyio
 import httpx
 import pytest
 import respx
+import trustme
+from anyio.abc import SocketAttribute, SocketStream
+from anyio.streams.tls import TLSStream
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -283,6 +287,82 @@ async def test_tls_verification_is_on_by_default(cloud: Cloud) -> None:
         assert context.verify_mode == ssl.CERT_REQUIRED
         assert context.check_hostname is True
         assert context.minimum_version >= ssl.TLSVersion.TLSv1_2
+
+
+class TLSServer:
+    """An HTTP/1.1 server over TLS on loopback, its certificate for ``host`` from a CA of its own
+    (which no system store trusts); it answers every request with ``secure``."""
+
+    def __init__(self, ca: trustme.CA, port: int) -> None:
+        self.ca = ca
+        self.url = f"https://127.0.0.1:{port}/"
+        self.connections = 0  # TLS handshakes completed
+
+
+@asynccontextmanager
+async def tls_server(host: str) -> AsyncIterator[TLSServer]:
+    ca = trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert(host).configure_cert(context)
+    tcp = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    server = TLSServer(ca, tcp.extra(SocketAttribute.local_port))  # noqa: S610
+
+    async def serve(stream: SocketStream) -> None:
+        async with stream:
+            try:
+                tls = await TLSStream.wrap(stream, server_side=True, ssl_context=context,
+                                           standard_compatible=False)
+            except (anyio.BrokenResourceError, anyio.EndOfStream, ssl.SSLError, OSError):
+                return  # the client refused the certificate
+            server.connections += 1
+            pending = b""
+            try:
+                while True:
+                    while b"\r\n\r\n" not in pending:
+                        pending += await tls.receive()
+                    pending = pending.partition(b"\r\n\r\n")[2]
+                    await tls.send(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsecure")
+            except (anyio.EndOfStream, anyio.BrokenResourceError):
+                return
+
+    async with tcp, anyio.create_task_group() as tg:
+        tg.start_soon(tcp.serve, serve)
+        yield server
+        tg.cancel_scope.cancel()
+
+
+async def test_tls_refuses_a_certificate_no_trusted_authority_signed() -> None:
+    transport = LaneTransport(1)
+    async with tls_server("127.0.0.1") as server, httpx.AsyncClient(transport=transport) as client:
+        with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+            await client.get(server.url)
+        assert (server.connections, transport.connections, transport.busy) == (0, 0, 0)
+
+
+async def test_tls_trusts_the_authority_in_ssl_cert_file_and_keeps_the_connection(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with tls_server("127.0.0.1") as server:
+        server.ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+        monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "ca.pem"))
+        transport = LaneTransport(1)  # reads SSL_CERT_FILE, as httpx does
+        async with httpx.AsyncClient(transport=transport) as client:
+            replies = [await client.get(server.url) for _ in range(3)]
+        assert [r.content for r in replies] == [b"secure"] * 3
+        assert server.connections == 1  # one handshake, the connection kept alive
+
+
+async def test_tls_refuses_a_trusted_certificate_for_another_host(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with tls_server("api.crowdstrike.com") as server:
+        server.ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+        monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "ca.pem"))
+        transport = LaneTransport(1)
+        async with httpx.AsyncClient(transport=transport) as client:
+            with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+                await client.get(server.url)  # 127.0.0.1 is not the certificate's host
+        assert (server.connections, transport.connections) == (0, 0)
 
 
 async def test_a_callers_transport_is_used_as_given() -> None:
