@@ -298,6 +298,12 @@ class TLSServer:
         self.url = f"https://127.0.0.1:{port}/"
         self.connections = 0  # TLS handshakes completed
 
+    def trust(self, folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Make the server's CA the one trusted (``SSL_CERT_FILE``, read when a transport is
+        made, as httpx does)."""
+        self.ca.cert_pem.write_to_path(str(folder / "ca.pem"))
+        monkeypatch.setenv("SSL_CERT_FILE", str(folder / "ca.pem"))
+
 
 @asynccontextmanager
 async def tls_server(host: str) -> AsyncIterator[TLSServer]:
@@ -343,9 +349,8 @@ async def test_tls_trusts_the_authority_in_ssl_cert_file_and_keeps_the_connectio
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async with tls_server("127.0.0.1") as server:
-        server.ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
-        monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "ca.pem"))
-        transport = LaneTransport(1)  # reads SSL_CERT_FILE, as httpx does
+        server.trust(tmp_path, monkeypatch)
+        transport = LaneTransport(1)
         async with httpx.AsyncClient(transport=transport) as client:
             replies = [await client.get(server.url) for _ in range(3)]
         assert [r.content for r in replies] == [b"secure"] * 3
@@ -356,8 +361,7 @@ async def test_tls_refuses_a_trusted_certificate_for_another_host(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async with tls_server("api.crowdstrike.com") as server:
-        server.ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
-        monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "ca.pem"))
+        server.trust(tmp_path, monkeypatch)
         transport = LaneTransport(1)
         async with httpx.AsyncClient(transport=transport) as client:
             with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
