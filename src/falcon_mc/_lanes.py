@@ -222,11 +222,8 @@ class _Lane:
         self, stream: ByteStream, data: bytes, limit: float | None, request: httpx.Request
     ) -> None:
         try:
-            if limit is None:
+            with anyio.fail_after(limit):  # None: no deadline
                 await stream.send(data)
-            else:
-                with anyio.fail_after(limit):
-                    await stream.send(data)
         except TimeoutError as exc:
             raise httpx.WriteTimeout(f"could not send within {limit}s",
                                      request=request) from exc
@@ -302,11 +299,8 @@ class _Lane:
             if event is not h11.NEED_DATA:
                 return event
             try:
-                if limit is None:
+                with anyio.fail_after(limit):  # None: no deadline
                     data = await self._stream.receive(_READ_SIZE)
-                else:
-                    with anyio.fail_after(limit):
-                        data = await self._stream.receive(_READ_SIZE)
             except anyio.EndOfStream:
                 data = b""
             except TimeoutError as exc:
