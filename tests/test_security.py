@@ -629,6 +629,7 @@ async def _titles_matching(text: str) -> tuple[set[str], set[str]]:
 @example("a+b")
 @example("a%2Bb")
 @example("")
+@example("\ue000")  # the emulator's marker for an escaped star used to be this character
 def test_fql_eq_matches_exactly_the_titles_equal_to_the_text(text: str) -> None:
     got, expected = anyio.run(_titles_matching, text)
     assert got == expected

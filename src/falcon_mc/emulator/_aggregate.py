@@ -188,8 +188,7 @@ class _Aggregator:
             docs = [d for d in docs if _fql.evaluate(node, d[1])]
         q = query.get("q")
         if q:
-            needle = str(q)
-            node = _fql.Cmp("_all", "~", (needle,))
+            node = _fql.Cmp("_all", "~", (_fql.plain_text(str(q)),))
             docs = [d for d in docs if _fql.evaluate(node, d[1])]
         return docs
 

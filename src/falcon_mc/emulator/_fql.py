@@ -67,8 +67,16 @@ class Not:
 
 Node = Cmp | And | Or | Not
 
-#: Stands for an escaped ``\\*`` (a literal star, not a wildcard) inside parsed values.
-LITERAL_STAR = "\ue000"
+#: Stands for an escaped ``\\*`` (a literal star, not a wildcard) inside parsed values: a lone
+#: surrogate, which no UTF-8 text (a query string, a title) can hold. Only a JSON ``\\udfff``
+#: escape can make one; :func:`plain_text` turns it into U+FFFD first, as Go's JSON decoder does.
+LITERAL_STAR = "\udfff"
+
+
+def plain_text(text: str) -> str:
+    """``text`` with any ``LITERAL_STAR`` read as U+FFFD, so that it cannot pass for a literal
+    star: for text that did not come through a UTF-8 decoder (JSON bodies)."""
+    return text.replace(LITERAL_STAR, "\ufffd")
 
 _FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
 _BARE_STOP = set(" \t\r\n+,()[]'\"")
@@ -227,7 +235,7 @@ def parse(text: str, fields: Iterable[str]) -> Node | None:
     """
     if not text or not text.strip():
         return None
-    return _Parser(text, fields).parse()
+    return _Parser(plain_text(text), fields).parse()
 
 
 Resolver = Callable[[str], Sequence[str]]
