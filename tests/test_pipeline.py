@@ -202,16 +202,17 @@ async def test_status_to_exception_map(
     assert info.value.trace_id == "meta-t"
 
 
+def paged(ids: list[str], request: httpx.Request, *, total: int | None) -> httpx.Response:
+    """A query reply: the page of ``ids`` the request asks for, with ``total`` (None: none)."""
+    offset = int(request.url.params.get("offset", 0))
+    limit = int(request.url.params["limit"])
+    return httpx.Response(200, json=envelope(ids[offset:offset + limit], total=total,
+                                             offset=offset, limit=limit))
+
+
 async def test_pagination_walks_three_pages_and_stops_at_total(router: respx.MockRouter) -> None:
     ids = [f"c-{i}" for i in range(7)]
-
-    def query(request: httpx.Request) -> httpx.Response:
-        offset = int(request.url.params.get("offset", 0))
-        limit = int(request.url.params["limit"])
-        return httpx.Response(200, json=envelope(ids[offset:offset + limit], total=7,
-                                                 offset=offset, limit=limit))
-
-    route = router.get(QUERY).mock(side_effect=query)
+    route = router.get(QUERY).mock(side_effect=lambda request: paged(ids, request, total=7))
     async with client(router) as mc:
         got = [i async for i in mc.query_cases(limit=3)]
     assert got == ids
@@ -228,6 +229,86 @@ async def test_pagination_guards_against_a_server_that_does_not_advance(
         got = [i async for i in mc.query_cases(limit=2)]
     assert got == ["a", "b"]
     assert route.call_count <= 1 + 16
+
+
+async def test_pagination_without_total_walks_by_offset_to_an_empty_page(
+    router: respx.MockRouter,
+) -> None:
+    ids = [f"c-{i}" for i in range(5)]
+    route = router.get(QUERY).mock(side_effect=lambda request: paged(ids, request, total=None))
+    async with client(router) as mc:
+        got = [i async for i in mc.query_cases(limit=2)]
+    assert got == ids
+    offsets = [int(c.request.url.params.get("offset", 0)) for c in route.calls]
+    assert offsets == [0, 2, 4, 5]  # the empty page at 5 ends it
+
+
+async def test_pagination_takes_the_offset_asked_when_the_reply_leaves_it_out(
+    router: respx.MockRouter,
+) -> None:
+    ids = [f"c-{i}" for i in range(5)]
+
+    def query(request: httpx.Request) -> httpx.Response:
+        offset = int(request.url.params.get("offset", 0))
+        meta = {"query_time": 0.01, "trace_id": "t", "pagination": {"limit": 2, "total": 5}}
+        return httpx.Response(200, json={"meta": meta, "resources": ids[offset:offset + 2]})
+
+    router.get(QUERY).mock(side_effect=query)
+    async with client(router) as mc:
+        assert [i async for i in mc.query_cases(limit=2)] == ids
+        assert (await mc.query_cases(limit=2, offset=4)).offset == 4
+
+
+async def test_pagination_without_total_stops_when_the_server_ignores_the_offset(
+    router: respx.MockRouter,
+) -> None:
+    def same_page(request: httpx.Request) -> httpx.Response:
+        if route.call_count > 20:
+            raise AssertionError("the walk does not stop")
+        meta = {"query_time": 0.01, "trace_id": "t", "pagination": {"offset": 0, "limit": 2}}
+        return httpx.Response(200, json={"meta": meta, "resources": ["a", "b"], "errors": []})
+
+    route = router.get(QUERY).mock(side_effect=same_page)
+    async with client(router) as mc:
+        got = [i async for i in mc.query_cases(limit=2)]
+    assert got == ["a", "b"]
+    assert route.call_count == 2
+
+
+async def test_pagination_does_not_repeat_ids_pushed_on_by_a_case_created_meanwhile(
+    router: respx.MockRouter, caplog: pytest.LogCaptureFixture
+) -> None:
+    before = [f"c-{i}" for i in range(7)]
+    after = ["new", *before]  # created at the top once the first page is out
+
+    def query(request: httpx.Request) -> httpx.Response:
+        first = not route.calls  # a call is recorded once its reply is made
+        return paged(before if first else after, request, total=len(before if first else after))
+
+    route = router.get(QUERY).mock(side_effect=query)
+    caplog.set_level(logging.INFO, logger="falcon_mc")
+    async with client(router) as mc:
+        got = [i async for i in mc.query_cases(limit=3)]
+    assert got == before  # c-2 ends page 1 and starts page 2: yielded once
+    assert "total changed from 7 to 8" in caplog.text
+
+
+async def test_pagination_goes_on_when_the_total_grew_during_the_walk(
+    router: respx.MockRouter,
+) -> None:
+    before = [f"c-{i}" for i in range(7)]
+    after = [*before, "c-7", "c-8", "c-9", "c-10"]  # created at the end meanwhile
+
+    def query(request: httpx.Request) -> httpx.Response:
+        first = not route.calls  # a call is recorded once its reply is made
+        return paged(before if first else after, request, total=len(before if first else after))
+
+    route = router.get(QUERY).mock(side_effect=query)
+    async with client(router) as mc:
+        got = [i async for i in mc.query_cases(limit=3)]
+    assert got == after
+    offsets = sorted(int(c.request.url.params.get("offset", 0)) for c in route.calls)
+    assert offsets == [0, 3, 6, 9]
 
 
 @pytest.mark.parametrize(

@@ -327,7 +327,8 @@ class AsyncMessageCenter:
                 query["offset"] = page_offset
             envelope = await self._pipeline.call(op, self._options, _IDS, params=query)
             page = IdPage.from_envelope(envelope)
-            if envelope.meta.pagination is None:  # no paging info: trust the offset we asked
+            pagination = envelope.meta.pagination
+            if pagination is None or pagination.offset is None:  # trust the offset we asked
                 page.offset = page_offset
             return page
 

@@ -5,6 +5,12 @@ waves (at most ``concurrency`` pages at a time), and their ids are yielded in qu
 that does not advance (an empty page before ``total``, a page that repeats the offset) ends the
 walk instead of looping forever. No task group is open while the iterator yields, so breaking
 out of ``async for`` early is safe.
+
+Offset paging is not a snapshot: a case created or deleted while the walk runs shifts the pages
+after it. A shift forward repeats the ids at a page boundary; those are not yielded again (the
+previous page's ids are kept for that, so memory stays one page), and when the last page reports
+a larger ``total`` the walk goes on past the first page's. A shift backward skips ids, which no
+client can see; the walk logs at INFO when a page reports another ``total`` than the one before.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
 
 import anyio
 
+from ._log import logger
 from .models import IdPage
 
 __all__ = ["AsyncPaginator"]
@@ -61,12 +68,17 @@ class AsyncPaginator:
             return
         step = len(first.ids)
         offsets = list(range(first.offset + step, first.total, step))
+        last = first
         for start in range(0, len(offsets), self._concurrency):
             wave = offsets[start : start + self._concurrency]
             for off, result in zip(wave, await self._fetch_wave(wave, step), strict=True):
                 if not result.ids or result.offset != off:
                     return  # the server stopped advancing
                 yield result
+                last = result
+        # cases created during the walk may have pushed ids past the first page's total
+        async for page in self._sequential(last, step):
+            yield page
 
     async def _fetch_wave(self, offsets: list[int], limit: int) -> list[IdPage]:
         """Fetch several pages at once; results in the order of ``offsets``."""
@@ -81,14 +93,26 @@ class AsyncPaginator:
         return [results[off] for off in offsets]
 
     async def _sequential(self, page: IdPage, limit: int) -> AsyncGenerator[IdPage, None]:
-        """Walk by ``next_offset`` when the server gives no total."""
-        while page.next_offset is not None and page.next_offset > page.offset:
-            page = await self._fetch(page.next_offset, limit)
-            if not page.ids:
-                return
+        """Walk on from ``page`` by ``next_offset`` (no total, or a total that grew)."""
+        while (offset := page.next_offset) is not None:
+            page = await self._fetch(offset, limit)
+            if not page.ids or page.offset != offset:
+                return  # the end, or a server that stopped advancing
             yield page
 
     async def __aiter__(self) -> AsyncGenerator[str, None]:
+        previous: set[str] = set()
+        total: int | None = None
         async for page in self.pages():
+            if total is None:
+                total = page.total
+            elif page.total is not None and page.total != total:
+                logger.info(
+                    "the query's total changed from %d to %d during the walk (cases created or "
+                    "deleted meanwhile): ids may have moved between pages", total, page.total,
+                )
+                total = page.total
             for item in page.ids:
-                yield item
+                if item not in previous:
+                    yield item
+            previous = set(page.ids)
