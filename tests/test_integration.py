@@ -7,6 +7,7 @@ measure time.
 from __future__ import annotations
 
 import gc
+import io
 import os
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -129,6 +130,41 @@ async def test_upload_streams_the_file_from_disk(
     assert stored.data == data
     assert uploaded.resources[0].name == "capture 01.txt"
     assert uploaded.resources[0].size == len(data)
+
+
+class ChangingFile(io.BytesIO):
+    """A file that is ``change`` bytes longer (or shorter) by the time the upload reads it."""
+
+    name = "changing.txt"
+
+    def __init__(self, data: bytes, change: int) -> None:
+        super().__init__(data)
+        self.change: int | None = change
+
+    def read(self, size: int | None = -1, /) -> bytes:
+        if self.change is not None:
+            at, change, self.change = self.tell(), self.change, None
+            if change > 0:
+                self.seek(0, io.SEEK_END)
+                self.write(b"x" * change)
+            else:
+                self.truncate(len(self.getvalue()) + change)
+            self.seek(at)
+        return super().read(size)
+
+
+@pytest.mark.parametrize("change", [1000, -1000], ids=["grows", "shrinks"])
+async def test_a_file_that_changes_size_while_uploading_attaches_nothing(
+    emu: Emulator, mc: AsyncMessageCenter, change: int
+) -> None:
+    case_id = next(iter(emu.cases))
+    before = len(emu.attachments)
+    with pytest.raises(APIConnectionError, match="changed size while uploading") as info:
+        await mc.add_case_attachment(case_id=case_id, user_uuid="u-1",
+                                     file=ChangingFile(b"a" * 3000, change))
+    assert info.value.may_have_been_applied is False
+    assert len(emu.attachments) == before
+    assert in_flight(mc) == 0
 
 
 async def test_download_round_trip_and_save(

@@ -270,14 +270,20 @@ class MultipartUpload(httpx.AsyncByteStream):
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         yield self._head
+        announced = self._source.size
         sent = 0
         async for chunk in self._source.chunks(self._chunk_size):
             sent += len(chunk)
+            if sent > announced:  # stop before the body outgrows its Content-Length
+                raise self._changed(f"more than {announced}")
             yield chunk
-        if sent != self._source.size:
-            raise APIConnectionError(
-                f"the file changed size while uploading ({sent} bytes read, "
-                f"{self._source.size} announced)",
-                may_have_been_applied=False,
-            )
+        if sent != announced:
+            raise self._changed(str(sent))
         yield self._tail
+
+    def _changed(self, read: str) -> APIConnectionError:
+        return APIConnectionError(
+            f"the file changed size while uploading ({read} bytes read, "
+            f"{self._source.size} announced); nothing was attached",
+            may_have_been_applied=False,
+        )
