@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
 import json
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import assert_type
@@ -15,6 +17,7 @@ from falcon_mc import (
     AffectedEntity,
     AggregateQuery,
     AggregationResult,
+    APIResponseValidationError,
     AsyncMessageCenter,
     Attachment,
     Case,
@@ -310,6 +313,38 @@ async def test_download_case_attachment_streams(
     assert dict(route.calls.last.request.url.params) == {"id": "a-1"}
     assert saved == tmp_path / "x.png" and saved.read_bytes() == payload
     assert not list(tmp_path.glob("*.part"))
+
+
+async def test_a_compressed_download_is_checked_against_the_bytes_on_the_wire(
+    mc: AsyncMessageCenter, router: respx.MockRouter, tmp_path: Path
+) -> None:
+    text = b"timestamp,host,event\n" + b"2024-11-26T02:58:49Z,WEB-2491,logon\n" * 5000
+    wire = gzip.compress(text)
+    router.get("/message-center/entities/case-attachment/v1").respond(
+        200, content=wire,
+        headers={"Content-Type": "text/csv", "Content-Encoding": "gzip",
+                 "Content-Disposition": 'attachment; filename="events.csv"'},
+    )
+    async with mc.download_case_attachment("a-1") as download:
+        assert download.content_length is None  # the decoded size is not announced
+        assert await download.aread() == text
+    async with mc.download_case_attachment("a-1") as download:
+        saved = await download.save(tmp_path)
+    assert saved.read_bytes() == text
+
+
+async def test_a_compressed_download_cut_short_is_detected(
+    mc: AsyncMessageCenter, router: respx.MockRouter
+) -> None:
+    wire = gzip.compress(os.urandom(50_000))  # incompressible: the cut lands in the data
+    router.get("/message-center/entities/case-attachment/v1").respond(
+        200, stream=httpx.ByteStream(wire[: len(wire) // 2]),
+        headers={"Content-Type": "text/csv", "Content-Encoding": "gzip",
+                 "Content-Length": str(len(wire))},
+    )
+    async with mc.download_case_attachment("a-1") as download:
+        with pytest.raises(APIResponseValidationError, match="Content-Length said"):
+            await download.aread()
 
 
 async def test_iter_cases_yields_in_query_order(

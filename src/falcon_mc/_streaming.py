@@ -58,6 +58,9 @@ class AttachmentDownload:
 
     :meth:`save` and :meth:`aread` re-request the attachment when its body is cut short (up to
     the client's ``max_retries``); :meth:`aiter_bytes` cannot, since it has handed out bytes.
+    ``content_length`` is the file's size, ``None`` when the reply does not announce it or comes
+    compressed (``Content-Encoding``; the bytes read are decoded, and checked against the
+    ``Content-Length`` of the compressed body).
 
     Example::
 
@@ -85,7 +88,10 @@ class AttachmentDownload:
             response.headers.get("Content-Type", "application/octet-stream").split(";")[0].strip()
         )
         length = response.headers.get("Content-Length")
-        self.content_length: int | None = int(length) if length and length.isdigit() else None
+        # the length of the bytes on the wire; a compressed body is longer once decoded
+        self._wire_length = int(length) if length and length.isdigit() else None
+        encoded = response.headers.get("Content-Encoding", "identity").strip().lower()
+        self.content_length: int | None = self._wire_length if encoded == "identity" else None
         fallback = f"attachment-{sanitize_filename(self.id, fallback='file')}"
         fallback += _EXTENSIONS.get(self.content_type, "")
         self.filename: str = sanitize_filename(
@@ -117,10 +123,11 @@ class AttachmentDownload:
                 f"({type(exc).__name__})",
                 trace_id=self.trace_id,
             ) from None
-        if self.content_length is not None and received != self.content_length:
+        wire = self._response.num_bytes_downloaded
+        if self._wire_length is not None and wire != self._wire_length:
             raise APIResponseValidationError(
-                f"download of {self.id}: got {received} bytes, Content-Length said "
-                f"{self.content_length}",
+                f"download of {self.id}: got {wire} bytes, Content-Length said "
+                f"{self._wire_length}",
                 status_code=self._response.status_code,
                 trace_id=self.trace_id,
             )
