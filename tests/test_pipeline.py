@@ -12,6 +12,7 @@ import anyio
 import httpx
 import pytest
 import respx
+from pydantic import SecretStr
 
 import falcon_mc
 from falcon_mc import (
@@ -31,6 +32,8 @@ from falcon_mc import (
     RateLimitError,
     UnprocessableEntityError,
 )
+from falcon_mc._auth import TokenManager
+from falcon_mc._retry import RetryPolicy
 
 from .conftest import BASE, SECRET, TOKEN, envelope
 
@@ -596,3 +599,25 @@ async def test_a_read_timeout_is_a_typed_error_and_retried_for_reads(
         route.mock(side_effect=httpx.ReadTimeout("slow"))
         with pytest.raises(APITimeoutError):
             await mc.with_options(max_retries=0).get_cases("c")
+
+
+@pytest.mark.parametrize(("expires_in", "valid_for"), [(1799, 1739), (60, 30), (1, 1)])
+async def test_token_is_refreshed_a_margin_early_or_halfway_through_a_short_life(
+    expires_in: float, valid_for: float
+) -> None:
+    now = [1000.0]
+    replies = iter(["t1", "t2"])
+
+    def token(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(201, json={"access_token": next(replies), "expires_in": expires_in})
+
+    async with httpx.AsyncClient(base_url=BASE, transport=httpx.MockTransport(token)) as http:
+        manager = TokenManager(
+            http=http, client_id="cid", client_secret=SecretStr(SECRET), member_cid=None,
+            autodiscover=False, policy=RetryPolicy(), clock=lambda: now[0],
+        )
+        assert await manager.get() == "t1"
+        now[0] += valid_for - 0.001
+        assert await manager.get() == "t1"
+        now[0] += 0.001
+        assert await manager.get() == "t2"

@@ -2,9 +2,10 @@
 
 One token per client, shared by every task: the first task that finds no valid token fetches one
 under a lock; the others wait on the lock and then reuse it (double check). The token is refreshed
-``refresh_margin`` seconds before it expires. After a 401 the pipeline calls ``invalidate(token)``
-with the token it used; only if that is still the current token is it dropped (invalidate by
-compare), so fifty tasks that all saw a 401 cause one refresh, not fifty.
+``refresh_margin`` seconds before it expires, or halfway through a lifetime shorter than twice
+that. After a 401 the pipeline calls ``invalidate(token)`` with the token it used; only if that
+is still the current token is it dropped (invalidate by compare), so fifty tasks that all saw a
+401 cause one refresh, not fifty.
 """
 
 from __future__ import annotations
@@ -162,7 +163,9 @@ class TokenManager:
                 return
         self._autodiscover = False
         self._token = reply.access_token
-        self._expires_at = self._clock() + max(reply.expires_in - self._refresh_margin, 1.0)
+        # refreshed ``refresh_margin`` early, or halfway through a lifetime shorter than twice that
+        early = min(self._refresh_margin, reply.expires_in / 2)
+        self._expires_at = self._clock() + max(reply.expires_in - early, 1.0)
         logger.debug("token fetched, expires in %.0f s", reply.expires_in)
 
     async def revoke(self) -> None:
