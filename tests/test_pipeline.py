@@ -621,3 +621,17 @@ async def test_token_is_refreshed_a_margin_early_or_halfway_through_a_short_life
         assert await manager.get() == "t1"
         now[0] += 0.001
         assert await manager.get() == "t2"
+
+
+async def test_bulk_get_keeps_items_the_server_returns_under_other_ids(
+    router: respx.MockRouter,
+) -> None:
+    def get(request: httpx.Request) -> httpx.Response:
+        wanted = json.loads(request.content)["ids"]  # answered in lower case, and one without id
+        return httpx.Response(200, json=envelope([*({"id": i.lower()} for i in wanted),
+                                                  {"title": "no id"}]))
+
+    router.post(GET_CASES).mock(side_effect=get)
+    async with client(router) as mc:
+        result = await mc.get_cases(["c-1", "C-2", "c-3"])
+    assert [c.id for c in result.resources] == ["c-1", "c-3", "c-2", None]

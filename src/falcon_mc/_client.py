@@ -418,10 +418,17 @@ class AsyncMessageCenter:
             resources = [item for env in envelopes for item in env.resources]
         else:  # ids missing, repeated or reordered: put each id's item back in its place
             by_id: dict[str, T] = {}
+            unkeyed: list[T] = []
             for env in envelopes:
                 for item in env.resources:
-                    by_id.setdefault(str(key(item)), item)
-            resources = [by_id[i] for i in ids if i in by_id]
+                    item_id = key(item)
+                    if item_id is None:
+                        unkeyed.append(item)
+                    else:
+                        by_id.setdefault(item_id, item)
+            resources = [by_id.pop(i) for i in ids if i in by_id]
+            # items no id asked for (an id spelt otherwise by the server...) are kept, last
+            resources += [*by_id.values(), *unkeyed]
         merged = envelopes[0]
         merged.resources = resources
         merged.errors = [error for env in envelopes for error in env.errors]
