@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,6 +13,8 @@ import anyio
 import httpx
 import pytest
 import respx
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pydantic import SecretStr
 
 import falcon_mc
@@ -635,3 +638,44 @@ async def test_bulk_get_keeps_items_the_server_returns_under_other_ids(
     async with client(router) as mc:
         result = await mc.get_cases(["c-1", "C-2", "c-3"])
     assert [c.id for c in result.resources] == ["c-1", "c-3", "c-2", None]
+
+
+POOL = [f"c-{i}" for i in range(12)]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    asked=st.lists(st.sampled_from(POOL), min_size=1, max_size=30),
+    fate=st.dictionaries(st.sampled_from(POOL), st.sampled_from(["upper", "missing", "twice"])),
+    seed=st.integers(0, 2**16),
+)
+def test_bulk_get_merge_keeps_the_order_asked_and_every_item_sent(
+    router: respx.MockRouter, asked: list[str], fate: dict[str, str], seed: int
+) -> None:
+    rng = random.Random(seed)
+
+    def get(request: httpx.Request) -> httpx.Response:
+        wanted = json.loads(request.content)["ids"]
+        items = []
+        for i in wanted:
+            kind = fate.get(i, "found")
+            if kind != "missing":
+                items += [{"id": i.upper() if kind == "upper" else i}] * (2 if kind == "twice" else 1)
+        rng.shuffle(items)
+        errors = [{"code": 404, "message": "not found", "id": i}
+                  for i in wanted if fate.get(i) == "missing"]
+        return httpx.Response(200, json=envelope(items, errors=errors))
+
+    router.post(GET_CASES).mock(side_effect=get)
+
+    async def run() -> list[str | None]:
+        async with client(router, max_ids_per_request=4) as mc:
+            return [c.id for c in (await mc.get_cases(asked)).resources]
+
+    got = anyio.run(run)
+    unique = list(dict.fromkeys(asked))
+    matched = [i for i in unique if fate.get(i, "found") in ("found", "twice")]
+    assert got[: len(matched)] == matched
+    assert sorted(got[len(matched):]) == sorted(  # type: ignore[type-var]
+        i.upper() for i in unique if fate.get(i) == "upper"
+    )
