@@ -435,19 +435,26 @@ async def test_bulk_get_merge_puts_every_item_in_the_place_asked(
     assert result.errors == []
 
 
-async def test_base_url_from_cloud_and_region_name() -> None:
-    mc = AsyncMessageCenter(client_id="a", client_secret="b", base_url="eu-1")
-    assert mc.base_url == "https://api.eu-1.crowdstrike.com"
-    await mc.aclose()
-    mc = AsyncMessageCenter(client_id="a", client_secret="b", base_url=falcon_mc.Cloud.USGOV1)
-    assert mc.base_url == "https://api.laggar.gcw.crowdstrike.com"
-    await mc.aclose()
+@pytest.mark.parametrize(
+    ("base_url", "expected"),
+    [
+        ("eu-1", "https://api.eu-1.crowdstrike.com"),
+        (falcon_mc.Cloud.USGOV1, "https://api.laggar.gcw.crowdstrike.com"),
+        ("US2", "https://api.us-2.crowdstrike.com"),  # FalconPy's short names
+        ("usgov1", "https://api.laggar.gcw.crowdstrike.com"),
+        (" EU-1 ", "https://api.eu-1.crowdstrike.com"),
+    ],
+)
+async def test_base_url_from_cloud_and_region_name(base_url: str, expected: str) -> None:
+    async with AsyncMessageCenter(client_id="a", client_secret="b", base_url=base_url) as mc:
+        assert mc.base_url == expected
 
 
-async def test_cloud_autodiscovery_follows_x_cs_region() -> None:
+@pytest.mark.parametrize("region", ["us-2", "us2", "US2"])
+async def test_cloud_autodiscovery_follows_x_cs_region(region: str) -> None:
     us1 = respx.MockRouter(assert_all_called=False)
     us1.post(f"{BASE}/oauth2/token").respond(
-        201, json={"access_token": "t1", "expires_in": 1799}, headers={"X-Cs-Region": "us-2"}
+        201, json={"access_token": "t1", "expires_in": 1799}, headers={"X-Cs-Region": region}
     )
     us2_token = us1.post("https://api.us-2.crowdstrike.com/oauth2/token").respond(
         201, json={"access_token": "t2", "expires_in": 1799}, headers={"X-Cs-Region": "us-2"}

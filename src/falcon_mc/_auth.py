@@ -17,7 +17,7 @@ import anyio
 import httpx
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 
-from ._cloud import Cloud, resolve_base_url
+from ._cloud import Cloud, cloud_named
 from ._exceptions import APIConnectionError, APITimeoutError, OAuthError
 from ._log import logger
 from ._responses import unhook_stream
@@ -152,10 +152,8 @@ class TokenManager:
         region = response.headers.get("X-Cs-Region")
         if self._autodiscover and region:
             self._autodiscover = False
-            try:
-                url, _ = resolve_base_url(Cloud(region.lower()))
-            except ValueError:
-                url = ""
+            cloud = cloud_named(region)
+            url = cloud.base_url if cloud is not None and cloud is not Cloud.AUTO else ""
             if url and url != str(self._http.base_url).rstrip("/"):
                 logger.info("cloud autodiscovery: tenant is in %s", region)
                 self._http.base_url = httpx.URL(url)

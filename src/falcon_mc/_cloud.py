@@ -9,7 +9,7 @@ import httpx
 
 from ._exceptions import InvalidArgumentError
 
-__all__ = ["Cloud", "resolve_base_url"]
+__all__ = ["Cloud", "cloud_named", "resolve_base_url"]
 
 
 class Cloud(StrEnum):
@@ -20,7 +20,7 @@ class Cloud(StrEnum):
     Example::
 
         AsyncMessageCenter(base_url=Cloud.EU1)
-        AsyncMessageCenter(base_url="us-2")          # the region name works too
+        AsyncMessageCenter(base_url="us-2")          # the region name works too ("us2", "US2")
     """
 
     US1 = "us-1"
@@ -42,6 +42,13 @@ _CLOUD_URLS: dict[Cloud, str] = {
     Cloud.USGOV1: "https://api.laggar.gcw.crowdstrike.com",
     Cloud.AUTO: "https://api.crowdstrike.com",
 }
+_CLOUD_NAMES: dict[str, Cloud] = {cloud.value.replace("-", ""): cloud for cloud in Cloud}
+
+
+def cloud_named(name: str) -> Cloud | None:
+    """The cloud called ``name``, in any case, with or without dashes (``"us-2"``, ``"US2"``,
+    FalconPy's ``"usgov1"``); ``None`` if no cloud is called that."""
+    return _CLOUD_NAMES.get(name.strip().lower().replace("-", ""))
 
 
 def _is_loopback(host: str) -> bool:
@@ -59,11 +66,7 @@ def resolve_base_url(base_url: str | Cloud) -> tuple[str, bool]:
         return base_url.base_url, base_url is Cloud.AUTO
     if not isinstance(base_url, str) or not base_url:
         raise InvalidArgumentError("base_url", "expected a Cloud or an https:// URL")
-    try:
-        cloud = Cloud(base_url.lower())
-    except ValueError:
-        pass
-    else:
+    if (cloud := cloud_named(base_url)) is not None:
         return cloud.base_url, cloud is Cloud.AUTO
     try:
         url = httpx.URL(base_url)
