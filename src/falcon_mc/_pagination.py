@@ -108,7 +108,7 @@ class AsyncPaginator:
                 total = page.total
             elif page.total is not None and page.total != total:
                 logger.info(
-                    "the query's total changed from %d to %d during the walk (cases created or "
+                    "the query's total changed from %d to %d during the walk (items created or "
                     "deleted meanwhile): ids may have moved between pages", total, page.total,
                 )
                 total = page.total
