@@ -27,6 +27,14 @@ def envelope(
     return {"meta": meta, "resources": list(resources), "errors": list(errors)}  # type: ignore[call-overload]
 
 
+def paged(ids: list[str], request: httpx.Request, *, total: int | None) -> httpx.Response:
+    """A query reply: the page of ``ids`` the request asks for, with ``total`` (None: none)."""
+    offset = int(request.url.params.get("offset", 0))
+    limit = int(request.url.params["limit"])
+    return httpx.Response(200, json=envelope(ids[offset:offset + limit], total=total,
+                                             offset=offset, limit=limit))
+
+
 @pytest.fixture
 def router() -> respx.MockRouter:
     """A respx router with the token and revoke endpoints mocked."""

@@ -29,7 +29,7 @@ from falcon_mc import (
     fql,
 )
 
-from .conftest import TOKEN, envelope
+from .conftest import TOKEN, envelope, paged
 
 CASE = {
     "id": "c-1",
@@ -352,17 +352,13 @@ async def test_iter_cases_yields_in_query_order(
 ) -> None:
     ids = [f"c-{i}" for i in range(7)]
 
-    def query(request: httpx.Request) -> httpx.Response:
-        offset = int(request.url.params.get("offset", 0))
-        limit = int(request.url.params["limit"])
-        return httpx.Response(200, json=envelope(ids[offset:offset + limit], total=len(ids),
-                                                 offset=offset, limit=limit))
-
     def get(request: httpx.Request) -> httpx.Response:
         wanted = json.loads(request.content)["ids"]
         return httpx.Response(200, json=envelope([{**CASE, "id": i} for i in reversed(wanted)]))
 
-    router.get("/message-center/queries/cases/v1").mock(side_effect=query)
+    router.get("/message-center/queries/cases/v1").mock(
+        side_effect=lambda request: paged(ids, request, total=len(ids))
+    )
     get_route = router.post("/message-center/entities/cases/GET/v1").mock(side_effect=get)
     async with AsyncMessageCenter(client_id="a", client_secret="b", max_ids_per_request=2,
                                   max_concurrency=2,

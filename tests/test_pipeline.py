@@ -38,7 +38,7 @@ from falcon_mc import (
 from falcon_mc._auth import TokenManager
 from falcon_mc._retry import RetryPolicy
 
-from .conftest import BASE, SECRET, TOKEN, envelope
+from .conftest import BASE, SECRET, TOKEN, envelope, paged
 
 GET_CASES = "/message-center/entities/cases/GET/v1"
 QUERY = "/message-center/queries/cases/v1"
@@ -206,14 +206,6 @@ async def test_status_to_exception_map(
     assert info.value.status_code == status
     assert info.value.errors[0].message == f"status {status}"
     assert info.value.trace_id == "meta-t"
-
-
-def paged(ids: list[str], request: httpx.Request, *, total: int | None) -> httpx.Response:
-    """A query reply: the page of ``ids`` the request asks for, with ``total`` (None: none)."""
-    offset = int(request.url.params.get("offset", 0))
-    limit = int(request.url.params["limit"])
-    return httpx.Response(200, json=envelope(ids[offset:offset + limit], total=total,
-                                             offset=offset, limit=limit))
 
 
 async def test_pagination_walks_three_pages_and_stops_at_total(router: respx.MockRouter) -> None:
