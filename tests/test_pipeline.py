@@ -678,3 +678,22 @@ def test_bulk_get_merge_keeps_the_order_asked_and_every_item_sent(
     assert sorted(got[len(matched):]) == sorted(  # type: ignore[type-var]
         i.upper() for i in unique if fate.get(i) == "upper"
     )
+
+
+async def test_pagination_does_not_depend_on_what_the_reply_calls_its_offset(
+    router: respx.MockRouter,
+) -> None:
+    ids = [f"c-{i}" for i in range(7)]
+
+    def query(request: httpx.Request) -> httpx.Response:
+        offset = int(request.url.params.get("offset", 0))
+        page = ids[offset:offset + 3]  # the reply's offset is the next page's, as some APIs say
+        meta = {"query_time": 0.01, "trace_id": "t",
+                "pagination": {"offset": offset + len(page), "limit": 3, "total": 7}}
+        return httpx.Response(200, json={"meta": meta, "resources": page})
+
+    router.get(QUERY).mock(side_effect=query)
+    async with client(router) as mc:
+        assert [i async for i in mc.query_cases(limit=3)] == ids
+        page = await mc.query_cases(limit=3, offset=3)
+    assert (page.offset, page.next_offset, page.meta.pagination.offset) == (3, 6, 6)  # type: ignore[union-attr]

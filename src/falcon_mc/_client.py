@@ -327,9 +327,10 @@ class AsyncMessageCenter:
                 query["offset"] = page_offset
             envelope = await self._pipeline.call(op, self._options, _IDS, params=query)
             page = IdPage.from_envelope(envelope)
-            pagination = envelope.meta.pagination
-            if pagination is None or pagination.offset is None:  # trust the offset we asked
-                page.offset = page_offset
+            # Where this page starts is the offset asked. Falcon APIs differ on what the reply's
+            # meta.pagination.offset means (this page's start, or the next page's), and some
+            # leave it out; the raw value stays in page.meta.
+            page.offset = page_offset
             return page
 
         return AsyncPaginator(

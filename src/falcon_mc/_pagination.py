@@ -2,8 +2,8 @@
 
 After the first page, once ``total`` is known, the remaining pages are fetched concurrently in
 waves (at most ``concurrency`` pages at a time), and their ids are yielded in query order. A server
-that does not advance (an empty page before ``total``, a page that repeats the offset) ends the
-walk instead of looping forever. No task group is open while the iterator yields, so breaking
+that does not advance (an empty page before ``total``, or the same ids as the page before) ends
+the walk instead of looping forever. No task group is open while the iterator yields, so breaking
 out of ``async for`` early is safe.
 
 Offset paging is not a snapshot: a case created or deleted while the walk runs shifts the pages
@@ -71,8 +71,8 @@ class AsyncPaginator:
         last = first
         for start in range(0, len(offsets), self._concurrency):
             wave = offsets[start : start + self._concurrency]
-            for off, result in zip(wave, await self._fetch_wave(wave, step), strict=True):
-                if not result.ids or result.offset != off:
+            for result in await self._fetch_wave(wave, step):
+                if not result.ids or result.ids == last.ids:
                     return  # the server stopped advancing
                 yield result
                 last = result
@@ -95,8 +95,8 @@ class AsyncPaginator:
     async def _sequential(self, page: IdPage, limit: int) -> AsyncGenerator[IdPage, None]:
         """Walk on from ``page`` by ``next_offset`` (no total, or a total that grew)."""
         while (offset := page.next_offset) is not None:
-            page = await self._fetch(offset, limit)
-            if not page.ids or page.offset != offset:
+            before, page = page, await self._fetch(offset, limit)
+            if not page.ids or page.ids == before.ids:
                 return  # the end, or a server that stopped advancing
             yield page
 

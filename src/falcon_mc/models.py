@@ -466,7 +466,10 @@ Bucket.model_rebuild()
 class IdPage(BaseModel):
     """One page of ids from a query (not a wire model): what awaiting a paginator gives.
 
-    ``next_offset`` is the offset of the next page, or ``None`` when this is the last one.
+    ``offset`` is where the page starts: the client sets it to the offset it asked for, since
+    Falcon APIs differ on what the reply's ``meta.pagination.offset`` means (this page's start,
+    or the next page's); the reply's own value stays in ``meta``. ``next_offset`` is the offset
+    of the next page, or ``None`` when this is the last one.
 
     Example::
 
