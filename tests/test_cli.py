@@ -30,7 +30,9 @@ from falcon_mc import (
     RateLimitError,
     __version__,
 )
+from falcon_mc._cli import _core as core
 from falcon_mc._cli._core import MissingCredentialsError, describe_error
+from falcon_mc._cloud import resolve_base_url
 from falcon_mc.cli import app
 from falcon_mc.emulator import Emulator
 
@@ -454,6 +456,41 @@ def test_plain_http_off_loopback_is_refused(monkeypatch: pytest.MonkeyPatch) -> 
     result = invoke(["--base-url", "http://example.com", "cases", "list"])
     assert result.exit_code == 2
     assert "--base-url" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "url"),
+    [
+        (["--cloud", "US2"], {}, "https://api.us-2.crowdstrike.com"),
+        (["cases", "list", "--cloud", "usgov1"], {}, "https://api.laggar.gcw.crowdstrike.com"),
+        ([], {"FALCON_CLOUD": "eu1"}, "https://api.eu-1.crowdstrike.com"),
+        ([], {}, "https://api.crowdstrike.com"),
+    ],
+)
+def test_cloud_names_are_read_as_the_library_reads_them(
+    monkeypatch: pytest.MonkeyPatch, args: list[str], env: dict[str, str], url: str
+) -> None:
+    """``--cloud`` and ``FALCON_CLOUD`` take FalconPy's spellings (``us2``, ``usgov1``) too."""
+    monkeypatch.setenv("FALCON_CLIENT_ID", CLIENT_ID)
+    monkeypatch.setenv("FALCON_CLIENT_SECRET", SECRET)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    seen: list[str] = []
+
+    def fake_open(**kwargs: Any) -> Any:
+        seen.append(resolve_base_url(kwargs["base_url"])[0])
+        raise MissingCredentialsError("stop here")
+
+    monkeypatch.setattr(core, "AsyncMessageCenter", fake_open)
+    command = args if "cases" in args else [*args, "cases", "list"]
+    assert invoke(command).exit_code == 2
+    assert seen == [url]
+
+
+def test_an_unknown_cloud_is_a_usage_error() -> None:
+    result = invoke(["--cloud", "mars-1", "cases", "list"])
+    assert result.exit_code == 2
+    assert "us-1, us-2, eu-1, us-gov-1, auto" in result.stderr
 
 
 @pytest.mark.parametrize(

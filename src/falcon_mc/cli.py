@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from ._cli import _commands as commands
-from ._cli._core import GLOBAL_PANEL, state
+from ._cli._core import GLOBAL_PANEL, parse_cloud, state
 from ._cli._demo import demo
 from ._cloud import Cloud
 from ._version import __version__
@@ -45,7 +45,7 @@ def root(
     ctx: typer.Context,
     cloud: Annotated[
         Cloud | None,
-        typer.Option(envvar="FALCON_CLOUD", case_sensitive=False, show_default=False,
+        typer.Option(envvar="FALCON_CLOUD", parser=parse_cloud, show_default=False,
                      help="CrowdStrike cloud: us-1 (default), us-2, eu-1, us-gov-1 or auto.",
                      rich_help_panel=GLOBAL_PANEL),
     ] = None,

@@ -26,7 +26,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from .._client import AsyncMessageCenter
-from .._cloud import Cloud
+from .._cloud import Cloud, cloud_named
 from .._exceptions import (
     APIError,
     APIStatusError,
@@ -58,6 +58,7 @@ __all__ = [
     "execute",
     "global_options",
     "guard",
+    "parse_cloud",
     "state",
     "verbose_logging",
 ]
@@ -123,10 +124,23 @@ def state(ctx: typer.Context) -> GlobalOptions:
     return obj
 
 
-def _opt(annotation: Any, *names: str, help: str) -> Any:
+def parse_cloud(value: str | Cloud) -> Cloud:
+    """Read ``--cloud`` as the library reads a cloud name: any case, with or without dashes
+    (``us-2``, ``US2``, FalconPy's ``usgov1``)."""
+    if isinstance(value, Cloud):
+        return value
+    if (cloud := cloud_named(value)) is None:
+        raise typer.BadParameter(
+            f"{value!r} is not a cloud; use one of {', '.join(c.value for c in Cloud)}"
+        )
+    return cloud
+
+
+def _opt(annotation: Any, *names: str, help: str, **extra: Any) -> Any:
     return Annotated[
         annotation,
-        typer.Option(*names, help=help, rich_help_panel=GLOBAL_PANEL, show_default=False),
+        typer.Option(*names, help=help, rich_help_panel=GLOBAL_PANEL, show_default=False,
+                     **extra),
     ]
 
 
@@ -136,7 +150,8 @@ _KW = inspect.Parameter.KEYWORD_ONLY
 _GLOBAL_PARAMS: dict[str, inspect.Parameter] = {
     "cloud": inspect.Parameter(
         "_g_cloud", _KW, default=None, annotation=_opt(
-            Cloud | None, "--cloud", help="CrowdStrike cloud: us-1, us-2, eu-1, us-gov-1 or auto."
+            Cloud | None, "--cloud", parser=parse_cloud,
+            help="CrowdStrike cloud: us-1, us-2, eu-1, us-gov-1 or auto.",
         ),
     ),
     "base_url": inspect.Parameter(
