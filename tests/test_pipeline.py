@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
+import pickle
 import random
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx
@@ -206,6 +209,21 @@ async def test_status_to_exception_map(
     assert info.value.status_code == status
     assert info.value.errors[0].message == f"status {status}"
     assert info.value.trace_id == "meta-t"
+
+
+@pytest.mark.parametrize("make", [
+    lambda: falcon_mc.InvalidArgumentError("limit", "must be between 1 and 500"),
+    lambda: falcon_mc.OAuthError("refused", status_code=403, trace_id="t-1"),
+    lambda: falcon_mc.APITimeoutError("read timed out", may_have_been_applied=False),
+    lambda: falcon_mc.RateLimitError("slow down", status_code=429, retry_after=2.5, trace_id="t"),
+    lambda: falcon_mc.NotFoundError("gone", status_code=404),
+])
+def test_exceptions_copy_and_pickle_with_their_attributes(make: Any) -> None:
+    # keyword-only constructor arguments made copy.copy and pickle raise TypeError
+    exc = make()
+    for again in (copy.copy(exc), pickle.loads(pickle.dumps(exc))):  # noqa: S301 - our bytes
+        assert type(again) is type(exc)
+        assert (again.args, vars(again), str(again)) == (exc.args, vars(exc), str(exc))
 
 
 async def test_pagination_walks_three_pages_and_stops_at_total(router: respx.MockRouter) -> None:

@@ -65,6 +65,20 @@ class FalconError(Exception):
             log.warning("message center: %s", exc)
     """
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # copy and pickle rebuild the exception from its attributes, not by calling __init__
+        # (whose keyword-only arguments ``BaseException.__reduce__`` would not pass)
+        return _rebuild, (type(self), self.args, self.__dict__)
+
+
+def _rebuild(
+    cls: type[FalconError], args: tuple[object, ...], state: dict[str, object]
+) -> FalconError:
+    exc = cls.__new__(cls)
+    exc.args = args
+    exc.__dict__.update(state)
+    return exc
+
 
 class InvalidArgumentError(FalconError, ValueError):
     """An argument was rejected locally; nothing was sent.
