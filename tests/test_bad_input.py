@@ -13,6 +13,7 @@ import pytest
 import respx
 
 from falcon_mc import AggregateQuery, AsyncMessageCenter, Cloud, InvalidArgumentError
+from falcon_mc._args import check_offset
 
 Call = Callable[[AsyncMessageCenter, Path], Awaitable[Any]]
 
@@ -48,6 +49,9 @@ CASES: list[tuple[str, str, Call]] = [
     ("limit float", "limit", lambda mc, _: _query(mc, limit=2.5)),
     ("offset negative", "offset", lambda mc, _: _query(mc, offset=-1)),
     ("offset word", "offset", lambda mc, _: _query(mc, offset="ten")),
+    ("offset superscript digit", "offset", lambda mc, _: _query(mc, offset="\u00b2")),
+    ("offset circled digit", "offset", lambda mc, _: _query(mc, offset="\u2460")),
+    ("offset arabic-indic digit", "offset", lambda mc, _: _query(mc, offset="\u0663")),
     ("unknown sort", "sort", lambda mc, _: _query(mc, sort="case.title.asc")),
     ("sort wrong type", "sort", lambda mc, _: _query(mc, sort=5)),
     ("activity sort on cases", "sort",
@@ -151,6 +155,11 @@ async def test_bad_input_is_refused_before_sending(
 
 def test_there_are_at_least_forty_cases() -> None:
     assert len(CASES) >= 40
+
+
+@pytest.mark.parametrize(("offset", "expected"), [("10", 10), (" 7 ", 7), ("0", 0), (3, 3)])
+def test_offset_accepts_ascii_digit_strings(offset: object, expected: int) -> None:
+    assert check_offset(offset) == expected
 
 
 @pytest.mark.parametrize(

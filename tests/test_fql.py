@@ -346,6 +346,11 @@ def test_field_lists_and_sort_values() -> None:
         (lambda: fql.any_of("f", "abc"), "values"),
         (lambda: fql.contains("f", ""), "text"),
         (lambda: fql.gt("case.created_time", datetime(2024, 1, 1)), "value"),  # naive
+        # aware, but past datetime.max / before datetime.min once converted to UTC
+        (lambda: fql.gte("case.created_time",
+                         datetime.max.replace(tzinfo=timezone(timedelta(hours=-5)))), "value"),
+        (lambda: fql.lt("case.created_time",
+                        datetime.min.replace(tzinfo=timezone(timedelta(hours=1)))), "value"),
         (lambda: fql.eq("f", float("nan")), "value"),
         (lambda: fql.lt("f", float("inf")), "value"),
         (lambda: fql.eq("f", None), "value"),  # type: ignore[arg-type]

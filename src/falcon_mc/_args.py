@@ -49,11 +49,17 @@ def check_limit(limit: object) -> int | None:
 
 
 def check_offset(offset: object) -> int | None:
-    """``offset`` is a non-negative integer (a string of digits is accepted, as FalconPy)."""
+    """``offset`` is a non-negative integer (a string of ASCII digits is accepted, as FalconPy).
+
+    Other Unicode digits (``'²'``, ``'٣'``) are refused: ``int()`` rejects some and reads
+    others as a number the caller may not have meant.
+    """
     if offset is None:
         return None
-    if isinstance(offset, str) and offset.strip().isdigit():
-        return int(offset)
+    if isinstance(offset, str):
+        digits = offset.strip()
+        if digits.isascii() and digits.isdigit():
+            return int(digits)
     if isinstance(offset, bool) or not isinstance(offset, int):
         raise InvalidArgumentError("offset", f"expected an integer, got {offset!r}")
     if offset < 0:

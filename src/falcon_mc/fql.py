@@ -299,7 +299,12 @@ def _rfc3339(value: datetime) -> str:
             f"naive datetime {value.isoformat()!r}: attach a timezone (e.g. tzinfo=UTC) "
             "so the instant is unambiguous",
         )
-    utc = value.astimezone(UTC)
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError:
+        raise InvalidArgumentError(
+            "value", f"{value.isoformat()!r} is out of range once converted to UTC"
+        ) from None
     text = (
         f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d}"
         f"T{utc.hour:02d}:{utc.minute:02d}:{utc.second:02d}"

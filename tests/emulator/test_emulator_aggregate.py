@@ -11,6 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
+from falcon_mc.emulator import Emulator
+
 AGG = "/message-center/aggregates/cases/GET/v1"
 
 
@@ -113,6 +115,53 @@ async def test_date_histogram_time_zone(http: httpx.AsyncClient) -> None:
     assert counts(utc) == [("2024-02-15T00:00:00Z", 1)]
     assert counts(plus2) == [("2024-02-16T00:00:00+02:00", 1)]
     assert counts(berlin) == [("2024-02-16T00:00:00+01:00", 1)]
+
+
+# Europe/Berlin leaves summer time on 2024-10-27 at 01:00Z: local 02:00-03:00 happens twice.
+DST_NIGHT = {
+    "d1": "2024-10-26T23:10:00Z",  # 01:10 +02:00
+    "d2": "2024-10-27T00:30:00Z",  # 02:30 +02:00 (first 02:00 hour)
+    "d3": "2024-10-27T01:30:00Z",  # 02:30 +01:00 (second 02:00 hour)
+    "d4": "2024-10-27T01:40:00Z",  # 02:40 +01:00 (second 02:00 hour)
+}
+
+
+@pytest.mark.parametrize("min_doc_count", [0, 1])
+async def test_date_histogram_dst_fall_back_keeps_the_repeated_hour_apart(
+    http: httpx.AsyncClient, emu: Emulator, min_doc_count: int
+) -> None:
+    for case_id, created in DST_NIGHT.items():
+        emu.add_case(id=case_id, title="dst", created_time=created)
+    (hours,) = await run(
+        http,
+        {"name": "h", "type": "date_histogram", "field": "created_time", "interval": "hour",
+         "time_zone": "Europe/Berlin", "min_doc_count": min_doc_count,
+         "filter": "case.id:['d1','d2','d3','d4']"},
+    )
+    assert counts(hours) == [
+        ("2024-10-27T01:00:00+02:00", 1),
+        ("2024-10-27T02:00:00+02:00", 1),
+        ("2024-10-27T02:00:00+01:00", 2),
+    ]
+    assert sum(count for _, count in counts(hours)) == len(DST_NIGHT)
+
+
+async def test_date_histogram_dst_fall_back_fills_both_hours(
+    http: httpx.AsyncClient, emu: Emulator
+) -> None:
+    emu.add_case(id="d1", title="dst", created_time="2024-10-27T01:30:00Z")  # 02:30 +01:00
+    (hours,) = await run(
+        http,
+        {"name": "h", "type": "date_histogram", "field": "created_time", "interval": "hour",
+         "time_zone": "Europe/Berlin", "filter": "case.id:'d1'",
+         "extended_bounds": {"min": "2024-10-26T23:00:00Z", "max": "2024-10-27T02:00:00Z"}},
+    )
+    assert counts(hours) == [
+        ("2024-10-27T01:00:00+02:00", 0),
+        ("2024-10-27T02:00:00+02:00", 0),
+        ("2024-10-27T02:00:00+01:00", 1),
+        ("2024-10-27T03:00:00+01:00", 0),
+    ]
 
 
 async def test_range(http: httpx.AsyncClient) -> None:

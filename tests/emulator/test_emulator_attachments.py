@@ -117,6 +117,21 @@ async def test_upload_validation(http: httpx.AsyncClient) -> None:
     assert garbage.status_code == 400
 
 
+async def test_upload_file_part_must_be_named_file(
+    http: httpx.AsyncClient, emu: Emulator
+) -> None:
+    form = {"case_id": "c1", "user_uuid": "u"}
+    for part in ("upfile", "File", "attachment"):
+        reply = await http.post(URL, data=form, files={part: ("notes.txt", b"hello")})
+        assert reply.status_code == 400, part
+        assert reply.json()["errors"][0]["message"] == "a file part named 'file' is required"
+    assert emu.attachments == {}
+    both = await http.post(
+        URL, data=form, files={"other": ("a.txt", b"a"), "file": ("b.txt", b"b")}
+    )
+    assert [r["name"] for r in both.json()["resources"]] == ["b.txt"]
+
+
 async def test_upload_binary_with_boundary_like_bytes(http: httpx.AsyncClient) -> None:
     data = b"\r\n--\r\n\x00\xff" * 1000
     reply = await upload(http, "bin.pdf", data)

@@ -16,7 +16,8 @@ Shapes follow ``msa.AggregationResult`` / ``msa.AggregationResultItem``:
 * ``date_histogram``: ``interval`` year|month|week|day|hour|minute (weeks start on Monday),
   ``time_zone`` (IANA name or ``+02:00``), ``min_doc_count`` (default 0: empty buckets between
   the first and the last are included), ``extended_bounds``; ``label`` and ``key_as_string``
-  are the bucket start in RFC 3339 (``Z`` in UTC, else the offset), ordered by time.
+  are the bucket start in RFC 3339 (``Z`` in UTC, else the offset), ordered by time; buckets
+  are told apart by their start instant, so an hour repeated when clocks go back is two buckets.
 * metrics ``cardinality``, ``min``, ``max``, ``avg``, ``sum``: one bucket, ``label`` the field,
   ``count`` the cases with a value, ``value`` the result (times in epoch milliseconds, with
   ``value_as_string``); ``percentiles``: one bucket per percent (``percents``, default
@@ -343,18 +344,28 @@ class _Aggregator:
             )
         tz = _zone(query.get("time_zone"), where)
         min_count = _int(query, "min_doc_count", 0, where)
-        members: dict[datetime, list[Doc]] = {}
+        # Buckets are keyed by their start as a UTC instant (epoch seconds): two local starts can
+        # look the same (02:00 twice on a DST fall-back night) yet be different hours.
+        starts: dict[float, datetime] = {}
+
+        def bucket_of(seconds: float) -> float:
+            start = _floor(datetime.fromtimestamp(seconds, tz), interval)
+            key = start.timestamp()
+            starts.setdefault(key, start)
+            return key
+
+        members: dict[float, list[Doc]] = {}
         for doc in docs:
-            seen: set[datetime] = set()
+            seen: set[float] = set()
             for value in doc[1](field):
                 moment = parse_time_or_none(value)
                 if moment is None:
                     continue
-                key = _floor(datetime.fromtimestamp(moment, tz), interval)
+                key = bucket_of(moment)
                 if key not in seen:
                     seen.add(key)
                     members.setdefault(key, []).append(doc)
-        keys: list[datetime] = []
+        keys: list[float] = []
         bounds = query.get("extended_bounds")
         lows = list(members)
         highs = list(members)
@@ -362,11 +373,12 @@ class _Aggregator:
             for side, target in (("min", lows), ("max", highs)):
                 moment = self._time(bounds.get(side), where)
                 if moment is not None:
-                    target.append(_floor(datetime.fromtimestamp(moment / 1000, tz), interval))
+                    target.append(bucket_of(moment / 1000))
         if min_count == 0 and lows and highs:
-            current, last = min(lows), max(highs)
-            while current <= last:
-                keys.append(current)
+            current, last = starts[min(lows)], max(highs)
+            while (key := current.timestamp()) <= last:
+                keys.append(key)
+                starts.setdefault(key, current)
                 if len(keys) > MAX_BUCKETS:
                     raise AggregationError(
                         f"{where}: too many buckets (more than {MAX_BUCKETS}); "
@@ -383,7 +395,7 @@ class _Aggregator:
         out = []
         for key in keys:
             group = members.get(key, [])
-            text = _key_string(key)
+            text = _key_string(starts[key])
             out.append(({"label": text, "key_as_string": text, "count": len(group)}, group))
         return {"buckets": out}
 

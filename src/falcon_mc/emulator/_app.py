@@ -582,7 +582,7 @@ class Service:
             raise _BadRequest(400, "'case_id' is required")
         if not user_uuid:
             raise _BadRequest(400, "'user_uuid' is required")
-        upload = form.files.get("file") or next(iter(form.files.values()), None)
+        upload = form.files.get("file")  # spec: formData "file"; other part names don't count
         if upload is None:
             raise _BadRequest(400, "a file part named 'file' is required")
         name, data = upload

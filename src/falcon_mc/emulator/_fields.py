@@ -12,7 +12,7 @@ from ..fql import (
     CASE_SORT_VALUES,
 )
 from ._state import Store
-from ._util import parse_time_or_none
+from ._util import parse_instant_or_none
 
 __all__ = [
     "ACTIVITY_FILTER_FIELDS",
@@ -84,6 +84,6 @@ def sort_key(entity: dict[str, Any], field: str) -> tuple[int, Any]:
     name = field.split(".", 1)[1] if "." in field else field
     value = entity.get(name)
     if name in ("created_time", "last_modified_time"):
-        moment = parse_time_or_none(value)
-        return (0, 0.0) if moment is None else (1, moment)
+        moment = parse_instant_or_none(value)
+        return (0, 0) if moment is None else (1, moment)
     return (0, "") if value is None else (1, str(value))

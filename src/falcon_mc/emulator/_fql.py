@@ -6,17 +6,20 @@ Grammar (whitespace is allowed between tokens)::
     or         := and ( "," and )*
     and        := unary ( "+" unary | <whitespace> unary )*      # "+" binds tighter than ","
     unary      := "!" "(" or ")" | "(" or ")" | comparison
-    comparison := FIELD ":" [ "!" | "~" | "!~" | ">" | ">=" | "<" | "<=" ] value
+    comparison := FIELD ":" [ "!" | "~" | "!~" | ">" | ">=" | "<" | "<=" | "*" ] value
     value      := "'" chars "'" | '"' chars '"' | "[" value ( "," value )* "]" | bare
     bare       := one or more characters other than whitespace and + , ( ) [ ] ' "
 
-Semantics: string equality is case-insensitive; ``*`` in a value is a wildcard; ``~`` is a
-case-insensitive "contains"; ``!`` negates; a list matches any of its values; multi-valued fields
-(``case.hosts``...) match when any of their values matches (``!`` when none does). ``>``/``<``...
-compare timestamps as instants on time fields, numbers numerically, other strings
-lexicographically. ``_all`` is full text: it matches when any text field *contains* the value.
-Inside quotes, a backslash escapes the next character (``\\'``, ``\\\\``; ``\\*`` is a literal
-star, not a wildcard). A literal ``+`` decoded as a space in a URL works too (whitespace
+Semantics: string equality is case-insensitive (both sides ``str.casefold``-ed, wildcards
+included: ``ß`` matches ``ss``); ``*`` in a value is a wildcard, matched in linear time; the
+``*`` operator (``field:*'*text*'``, FalconPy's wildcard spelling) is plain equality, allowed
+only before a quote or ``[``; ``~`` is a case-insensitive "contains"; ``!`` negates; a list
+matches any of its values; multi-valued fields (``case.hosts``...) match when any of their
+values matches (``!`` when none does). ``>``/``<``... compare timestamps as instants (to the
+microsecond) on time fields, numbers numerically, other strings lexicographically. ``_all``
+is full text: it matches when any text field *contains* the value. Inside quotes, a
+backslash escapes the next character (``\\'``, ``\\\\``; ``\\*`` is a literal star, not a
+wildcard). A literal ``+`` decoded as a space in a URL works too (whitespace
 between terms means "and").
 """
 
@@ -26,7 +29,7 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from ._util import parse_time, parse_time_or_none
+from ._util import parse_instant, parse_instant_or_none
 
 __all__ = ["And", "Cmp", "FQLError", "Node", "Not", "Or", "evaluate", "parse"]
 
@@ -40,7 +43,7 @@ class Cmp:
     """``field:<op><values>``."""
 
     field: str
-    op: str  # "=", "!=", "~", "!~", ">", ">=", "<", "<="
+    op: str  # "=", "!=", "~", "!~", ">", ">=", "<", "<=" (the "*" operator is "=")
     values: tuple[str, ...]
 
 
@@ -81,6 +84,9 @@ def plain_text(text: str) -> str:
 _FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
 _BARE_STOP = set(" \t\r\n+,()[]'\"")
 _OPS = ("!~", ">=", "<=", "!", "~", ">", "<")
+#: The wildcard operator ``*`` is only read as one right before a quoted value or a list, so
+#: that a bare ``field:*abc`` keeps meaning the pattern ``*abc``.
+_WILDCARD_OPS = ("*'", '*"', "*[")
 
 
 class _Parser:
@@ -169,11 +175,14 @@ class _Parser:
         self.pos += 1
         self.ws()
         op = "="
-        for candidate in _OPS:
-            if self.text.startswith(candidate, self.pos):
-                op = {"!": "!=", "~": "~", "!~": "!~"}.get(candidate, candidate)
-                self.pos += len(candidate)
-                break
+        if self.text.startswith(_WILDCARD_OPS, self.pos):
+            self.pos += 1  # "field:*'pattern'": the "*" operator means "=" with wildcards
+        else:
+            for candidate in _OPS:
+                if self.text.startswith(candidate, self.pos):
+                    op = {"!": "!=", "~": "~", "!~": "!~"}.get(candidate, candidate)
+                    self.pos += len(candidate)
+                    break
         self.ws()
         values = self.values()
         if op in (">", ">=", "<", "<=") and len(values) != 1:
@@ -241,19 +250,25 @@ def parse(text: str, fields: Iterable[str]) -> Node | None:
 Resolver = Callable[[str], Sequence[str]]
 
 
-_PATTERNS: dict[str, re.Pattern[str]] = {}
+def _glob(value: str, pattern: str) -> bool:
+    """Whether ``value`` matches ``pattern``, whose every ``*`` is a wildcard (a
+    ``LITERAL_STAR`` is a plain star), comparing casefolded text.
 
-
-def _compile(pattern: str) -> re.Pattern[str]:
-    compiled = _PATTERNS.get(pattern)
-    if compiled is None:
-        regex = ".*".join(
-            re.escape(part.replace(LITERAL_STAR, "*")) for part in pattern.split("*")
-        )
-        compiled = re.compile(regex, re.IGNORECASE | re.DOTALL)
-        if len(_PATTERNS) < 4096:
-            _PATTERNS[pattern] = compiled
-    return compiled
+    Linear, with no backtracking: the first piece must be a prefix, the last a suffix, and
+    the pieces between are found in order, each at its leftmost place (which is never worse).
+    """
+    text = value.casefold()
+    first, *middle, last = (_literal(part).casefold() for part in pattern.split("*"))
+    end = len(text) - len(last)
+    if end < len(first) or not text.startswith(first) or not text.endswith(last):
+        return False
+    pos = len(first)
+    for piece in middle:
+        found = text.find(piece, pos, end)
+        if found < 0:
+            return False
+        pos = found + len(piece)
+    return True
 
 
 def _is_time_field(field: str) -> bool:
@@ -273,19 +288,19 @@ def _literal(pattern: str) -> str:
 
 def _eq(field: str, value: str, pattern: str) -> bool:
     if "*" in pattern:
-        return _compile(pattern).fullmatch(value) is not None
+        return _glob(value, pattern)
     pattern = _literal(pattern)
     if value.casefold() == pattern.casefold():
         return True
     if _is_time_field(field):
-        a, b = parse_time_or_none(value), parse_time_or_none(pattern)
+        a, b = parse_instant_or_none(value), parse_instant_or_none(pattern)
         return a is not None and a == b
     return False
 
 
 def _contains(value: str, pattern: str) -> bool:
     if "*" in pattern:
-        return _compile(f"*{pattern}*").fullmatch(value) is not None
+        return _glob(value, f"*{pattern}*")
     return _literal(pattern).casefold() in value.casefold()
 
 
@@ -294,7 +309,7 @@ def _order(field: str, op: str, value: str, bound: str) -> bool:
     left: float | str | None
     right: float | str | None
     if _is_time_field(field):
-        left, right = parse_time_or_none(value), parse_time(bound)
+        left, right = parse_instant_or_none(value), parse_instant(bound)
     else:
         num = _as_number(bound)
         if num is not None:
@@ -319,7 +334,7 @@ def check_times(node: Node | None) -> None:
     if isinstance(node, Cmp):
         if node.op in (">", ">=", "<", "<=") and _is_time_field(node.field):
             try:
-                parse_time(node.values[0])
+                parse_instant(node.values[0])
             except (ValueError, OverflowError):
                 raise FQLError(
                     f"invalid timestamp {node.values[0]!r} for field {node.field!r}"

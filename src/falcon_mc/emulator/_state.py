@@ -83,6 +83,19 @@ class AttachmentRecord:
         }
 
 
+def _copied(value: Any) -> Any:
+    """A copy of wire-shaped ``value``: dicts, lists and tuples are copied all the way down.
+
+    Other values (strings, numbers...) are shared; they cannot change in place. Cheaper than
+    :func:`copy.deepcopy` for the small JSON-like values the store holds.
+    """
+    if isinstance(value, dict):
+        return {key: _copied(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_copied(item) for item in value]
+    return value
+
+
 def mime_type_for(name: str) -> str:
     """Media type from a file name's extension (``application/octet-stream`` if unknown)."""
     ext = name.rsplit(".", 1)[-1].lower() if "." in name else ""
@@ -122,7 +135,8 @@ class Store:
     def author(self, user_uuid: str | None) -> dict[str, Any]:
         """The ``messages.Author`` for a user uuid (known users first; else a synthetic one)."""
         if user_uuid and user_uuid in self.users:
-            return dict(self.users[user_uuid])
+            known: dict[str, Any] = _copied(self.users[user_uuid])
+            return known
         uid = user_uuid or "00000000-0000-4000-8000-000000000000"
         return {
             "display_name": "API Client",
@@ -135,7 +149,12 @@ class Store:
 
     # mutation -------------------------------------------------------------------------------
     def add_case(self, **fields: Any) -> str:
-        """Insert a case; missing wire fields get neutral defaults. Returns its id."""
+        """Insert a case; missing wire fields get neutral defaults. Returns its id.
+
+        The store keeps deep copies of the given values: a later update or upload changes
+        this case only, never the caller's lists or another case built from the same ones.
+        """
+        fields = _copied(fields)
         case_id = str(fields.pop("id", None) or self.hex32())
         now = fields.pop("created_time", None) or format_time(REFERENCE_DATE)
         assigner = fields.pop("assigner", None)
@@ -185,7 +204,10 @@ class Store:
         id: str | None = None,
         touch_case: bool = True,
     ) -> str:
-        """Insert an activity on a case (which must exist). Returns its id."""
+        """Insert an activity on a case (which must exist). Returns its id.
+
+        ``created_by`` is stored as a copy (see :meth:`add_case`).
+        """
         case = self.cases[case_id]
         activity_id = id or self.hex32()
         when = created_time or format_time(REFERENCE_DATE)
@@ -194,7 +216,7 @@ class Store:
             "body": body,
             "case_id": case_id,
             "cid": case["cid"],
-            "created_by": created_by or self.author(user_uuid),
+            "created_by": _copied(created_by) if created_by else self.author(user_uuid),
             "created_time": when,
             "type": type,
         }

@@ -14,6 +14,8 @@ __all__ = [
     "envelope",
     "error",
     "format_time",
+    "parse_instant",
+    "parse_instant_or_none",
     "parse_time",
     "parse_time_or_none",
 ]
@@ -23,6 +25,8 @@ TIME_FIELDS = frozenset({"created_time", "last_modified_time"})
 
 _FRACTION = re.compile(r"(\.\d{1,6})\d*")
 _RELATIVE = re.compile(r"^now(?:([+-])(\d+)([smhdwMy]))?$")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "M": 30 * 86400, "y": 365 * 86400}
 
 
@@ -35,7 +39,8 @@ def format_time(moment: datetime | float) -> str:
 
 
 @functools.lru_cache(maxsize=65536)
-def _parse_absolute(text: str) -> float:
+def _parse_absolute(text: str) -> int:
+    """An absolute timestamp as integer epoch microseconds (exact in every year)."""
     value = text.strip()
     if value.endswith(("Z", "z")):
         value = value[:-1] + "+00:00"
@@ -43,7 +48,7 @@ def _parse_absolute(text: str) -> float:
     moment = datetime.fromisoformat(value)
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
+    return (moment - _EPOCH) // _MICROSECOND
 
 
 def parse_time(text: str, *, now: float | None = None) -> float:
@@ -62,17 +67,38 @@ def parse_time(text: str, *, now: float | None = None) -> float:
             return base
         delta = int(rel.group(2)) * _UNITS[rel.group(3)]
         return base + delta if rel.group(1) == "+" else base - delta
+    return _parse_absolute(text) / 1_000_000
+
+
+def parse_instant(text: str, *, now: float | None = None) -> int:
+    """:func:`parse_time` as integer epoch microseconds, to compare instants exactly.
+
+    Float seconds lose microseconds far from 1970 (in year 9000, two instants 1 µs apart are
+    the same float); use this, not :func:`parse_time`, to order or equate timestamps.
+
+    Example::
+
+        parse_instant("9000-01-01T00:00:00.000002Z") > parse_instant("9000-01-01T00:00:00.000001Z")
+    """
+    if _RELATIVE.match(text.strip()):
+        return round(parse_time(text, now=now) * 1_000_000)
     return _parse_absolute(text)
+
+
+def parse_instant_or_none(text: object) -> int | None:
+    """:func:`parse_instant`, or ``None`` if ``text`` is not a string holding a timestamp."""
+    if not isinstance(text, str):
+        return None
+    try:
+        return parse_instant(text)
+    except (ValueError, OverflowError):
+        return None
 
 
 def parse_time_or_none(text: object) -> float | None:
     """:func:`parse_time`, or ``None`` if ``text`` is not a string holding a timestamp."""
-    if not isinstance(text, str):
-        return None
-    try:
-        return parse_time(text)
-    except (ValueError, OverflowError):
-        return None
+    instant = parse_instant_or_none(text)
+    return None if instant is None else instant / 1_000_000
 
 
 def to_datetime(epoch: float) -> datetime:
