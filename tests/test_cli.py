@@ -157,6 +157,16 @@ def test_demo_json_summary_in_process() -> None:
     assert "Step 1/6" in result.stderr
 
 
+def test_demo_without_open_cases_tours_the_others() -> None:
+    seeded = Emulator.seeded(n_cases=2, seed=1)
+    assert all(c["status"] != "open" for c in seeded.cases.values())
+    result = ok(["--json", "demo", "--in-process", "--cases", "2", "--seed", "1"])
+    [summary] = json_lines(result.stdout)
+    assert summary["open_cases"] == 0
+    assert summary["cases_fetched"] == 2
+    assert [s["step"] for s in summary["steps"]] == [1, 2, 3, 4, 5, 6]
+
+
 # -- --emulator -------------------------------------------------------------------------------------
 
 
@@ -283,6 +293,22 @@ def test_activities_list(served: str, emu: Emulator) -> None:
     assert "1 activities" in table.stderr
 
 
+def test_names_from_the_server_are_shown_as_written_not_as_markup(
+    served: str, emu: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "400")
+    case_id = a_case(emu)
+    user = next(iter(emu.users))
+    names = ["Bob [/]", "Carol [link=https://evil.example]click[/link]", "[bold]Dave"]
+    for name in names:
+        emu.add_activity(case_id, "hello", created_by={"uuid": user, "display_name": name})
+    emu.cases[case_id]["status"] = "[red]closed"
+    table = ok(["--base-url", served, "activities", "list", case_id])
+    for name in names:
+        assert name in table.stdout
+    assert "[red]closed" in ok(["--base-url", served, "cases", "list", "--limit", "100"]).stdout
+
+
 def test_attachment_round_trip(served: str, emu: Emulator, tmp_path: Path) -> None:
     case_id = a_case(emu)
     data = b"evidence line\n" * 1000
@@ -367,6 +393,17 @@ def test_export_stdout(served: str, emu: Emulator) -> None:
     assert f"exported {len(expected)} cases" in result.stderr
 
 
+def test_export_keeps_stdout_clean_when_stderr_is_a_terminal(
+    served: str, emu: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The progress bar on a terminal must not capture the JSON lines (``export > f.jsonl``)."""
+    monkeypatch.setenv("FORCE_COLOR", "1")  # rich then treats stderr as a terminal
+    result = ok(["--base-url", served, "export", "--filter", "case.status:'open'"])
+    rows = json_lines(result.stdout)
+    assert {r["id"] for r in rows} == {i for i, c in emu.cases.items() if c["status"] == "open"}
+    assert '"id"' not in result.stderr
+
+
 def test_export_to_file(served: str, emu: Emulator, tmp_path: Path) -> None:
     target = tmp_path / "all.jsonl"
     result = ok(["--base-url", served, "export", "-o", str(target)])
@@ -374,6 +411,18 @@ def test_export_to_file(served: str, emu: Emulator, tmp_path: Path) -> None:
     rows = json_lines(target.read_text(encoding="utf-8"))
     assert {r["id"] for r in rows} == set(emu.cases)
     assert sum(len(r["activities"]) for r in rows) == len(emu.activities)
+
+
+def test_a_failed_export_keeps_the_previous_file(
+    served: str, emu: Emulator, tmp_path: Path
+) -> None:
+    target = tmp_path / "all.jsonl"
+    target.write_text("yesterday's export\n", encoding="utf-8")
+    emu.faults.add(operation="GetCaseActivityByIds", kind="status", status=403)
+    result = invoke(["--base-url", served, "export", "-o", str(target), "--batch", "7"])
+    assert result.exit_code == 4
+    assert target.read_text(encoding="utf-8") == "yesterday's export\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["all.jsonl"]
 
 
 def test_verbose_logs_without_secrets(served: str, emu: Emulator) -> None:

@@ -142,7 +142,7 @@ class ChangingFile(io.BytesIO):
         self.change: int | None = change
 
     def read(self, size: int | None = -1, /) -> bytes:
-        if self.change is not None:
+        if self.change is not None and size != 0:  # read(0), a probe, reads nothing
             at, change, self.change = self.tell(), self.change, None
             if change > 0:
                 self.seek(0, io.SEEK_END)
@@ -181,6 +181,84 @@ async def test_download_round_trip_and_save(
     assert saved.parent == tmp_path.resolve()
     assert not list(tmp_path.glob("*.part"))
     assert in_flight(mc) == 0
+
+
+async def test_saves_into_one_folder_never_replace_each_other(
+    emu: Emulator, mc: AsyncMessageCenter, tmp_path: Path
+) -> None:
+    # Two attachments called "screenshot.png", saved concurrently into one folder that already
+    # holds one: all three files are kept, each with its own bytes.
+    case_id = next(iter(emu.cases))
+    bodies = [os.urandom(300_000), os.urandom(200_000)]
+    ids = [emu.add_attachment(case_id, "screenshot.png", body) for body in bodies]
+    (tmp_path / "screenshot.png").write_bytes(b"saved yesterday")
+    saved: dict[str, Path] = {}
+
+    async def save(attachment_id: str) -> None:
+        async with mc.download_case_attachment(attachment_id) as download:
+            saved[attachment_id] = await download.save(tmp_path)
+
+    async with anyio.create_task_group() as tg:
+        for attachment_id in ids:
+            tg.start_soon(save, attachment_id)
+    assert (tmp_path / "screenshot.png").read_bytes() == b"saved yesterday"
+    assert sorted(p.name for p in saved.values()) == ["screenshot (1).png", "screenshot (2).png"]
+    assert [saved[i].read_bytes() for i in ids] == bodies
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "screenshot (1).png", "screenshot (2).png", "screenshot.png"]
+
+
+async def test_saves_into_a_folder_without_hard_links_keep_both_files(
+    emu: Emulator, mc: AsyncMessageCenter, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_links(src: object, dst: object) -> None:
+        raise PermissionError(1, "hard links not supported here")  # FAT, some network shares
+
+    monkeypatch.setattr(os, "link", no_links)
+    case_id = next(iter(emu.cases))
+    ids = [emu.add_attachment(case_id, "log", body) for body in (b"one", b"two")]
+    for attachment_id in ids:
+        async with mc.download_case_attachment(attachment_id) as download:
+            await download.save(tmp_path)
+    assert (tmp_path / "log").read_bytes() == b"one"
+    assert (tmp_path / "log (1)").read_bytes() == b"two"
+    assert len(list(tmp_path.iterdir())) == 2
+
+
+async def test_save_to_a_file_path_replaces_it(
+    emu: Emulator, mc: AsyncMessageCenter, tmp_path: Path
+) -> None:
+    attachment_id = emu.add_attachment(next(iter(emu.cases)), "report.txt", b"fresh")
+    target = tmp_path / "mine.txt"
+    target.write_bytes(b"stale")
+    async with mc.download_case_attachment(attachment_id) as download:
+        assert await download.save(target) == target
+    assert target.read_bytes() == b"fresh"
+    assert [p.name for p in tmp_path.iterdir()] == ["mine.txt"]
+
+
+async def test_save_to_a_missing_folder_named_with_a_slash_creates_it(
+    emu: Emulator, mc: AsyncMessageCenter, tmp_path: Path
+) -> None:
+    attachment_id = emu.add_attachment(next(iter(emu.cases)), "report.txt", b"data")
+    async with mc.download_case_attachment(attachment_id) as download:
+        saved = await download.save(f"{tmp_path}/downloads/2026/")
+    assert saved == (tmp_path / "downloads" / "2026" / "report.txt").resolve()
+    assert saved.read_bytes() == b"data"
+
+
+async def test_the_longest_name_allowed_can_be_saved(
+    emu: Emulator, mc: AsyncMessageCenter, tmp_path: Path
+) -> None:
+    name = "a" * 251 + ".txt"  # 255 characters, the most allowed: the part file's must fit too
+    attachment_id = emu.add_attachment(next(iter(emu.cases)), name, b"long")
+    async with mc.download_case_attachment(attachment_id) as download:
+        first = await download.save(tmp_path)
+    async with mc.download_case_attachment(attachment_id) as download:
+        second = await download.save(tmp_path)
+    assert first.name == name and first.read_bytes() == b"long"
+    assert second.name.endswith(" (1).txt") and len(second.name.encode()) <= 255
+    assert second.read_bytes() == b"long"
 
 
 @contextmanager

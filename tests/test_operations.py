@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import os
+import zipfile
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import assert_type
+from typing import Any, assert_type
 
 import httpx
 import pytest
@@ -25,6 +27,7 @@ from falcon_mc import (
     DateRange,
     Envelope,
     IdPage,
+    InvalidArgumentError,
     Range,
     fql,
 )
@@ -239,8 +242,14 @@ async def test_update_case_is_a_patch(mc: AsyncMessageCenter, router: respx.Mock
     )
     with pytest.deprecated_call():
         result = await mc.update_case(id="c-9", content="new body")
-    assert sent_json(route) == {"id": "c-9", "body": "new body", "detections": [], "incidents": []}
+    assert sent_json(route) == {"id": "c-9", "body": "new body"}  # nothing else is touched
     assert result.resources[0].path.endswith("c-9")  # type: ignore[union-attr]
+    with pytest.deprecated_call():
+        await mc.update_case(id="c-9", detections=[{"id": "ldt:1"}], incidents=[])
+    assert sent_json(route) == {"id": "c-9", "detections": [{"id": "ldt:1"}], "incidents": []}
+    with pytest.deprecated_call(), pytest.raises(InvalidArgumentError, match="nothing to update"):
+        await mc.update_case(id="c-9")
+    assert route.call_count == 2
 
 
 async def test_add_case_activity(mc: AsyncMessageCenter, router: respx.MockRouter) -> None:
@@ -289,12 +298,62 @@ async def test_add_case_attachment_from_bytes_and_file(
     )
     await mc.add_case_attachment(case_id="c", user_uuid="u", file_data=b"abc", filename="n.txt")
     assert b"\r\n\r\nabc\r\n" in route.calls.last.request.content
+    assert route.calls.last.request.headers["Accept"] == "application/json"
     path = tmp_path / "notes.txt"
     path.write_bytes(b"from a file object")
     with path.open("rb") as handle:
         await mc.add_case_attachment(case_id="c", user_uuid="u", file=handle)
     body = route.calls.last.request.content
     assert b'filename="notes.txt"' in body and b"from a file object" in body
+
+
+async def test_add_case_attachment_from_binary_streams_of_any_mode(
+    mc: AsyncMessageCenter, router: respx.MockRouter, tmp_path: Path
+) -> None:
+    # a zip member's mode is "r" and a GzipFile's an int: both are binary and must upload
+    route = router.post("/message-center/entities/case-attachment/v1").respond(
+        200, json=envelope([{"id": "a-1", "name": "n.txt"}])
+    )
+    archive = tmp_path / "logs.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("inner.txt", b"zipped bytes")
+    with zipfile.ZipFile(archive) as zf, zf.open("inner.txt") as member:
+        await mc.add_case_attachment(case_id="c", user_uuid="u", file=member, filename="a.txt")
+    assert b"\r\n\r\nzipped bytes\r\n" in route.calls.last.request.content
+    packed = tmp_path / "log.txt.gz"
+    packed.write_bytes(gzip.compress(b"gzipped bytes"))
+    with gzip.open(packed) as unpacked:
+        await mc.add_case_attachment(case_id="c", user_uuid="u", file=unpacked, filename="b.txt")
+    assert b"\r\n\r\ngzipped bytes\r\n" in route.calls.last.request.content
+
+
+class _Pipe(io.RawIOBase):
+    """64 MiB through a pipe (``sys.stdin.buffer``): not seekable, size unknown up front."""
+
+    name = "stdin.txt"
+
+    def __init__(self) -> None:
+        self.read_total = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        size = min(len(buffer), 64 * 1024 * 1024 - self.read_total)
+        buffer[:size] = b"y" * size
+        self.read_total += size
+        return size
+
+
+async def test_an_oversized_pipe_is_refused_without_reading_it_whole(
+    mc: AsyncMessageCenter, router: respx.MockRouter
+) -> None:
+    route = router.post("/message-center/entities/case-attachment/v1")
+    pipe = _Pipe()
+    with pytest.raises(InvalidArgumentError, match="15"):
+        await mc.add_case_attachment(case_id="c", user_uuid="u", file=io.BufferedReader(pipe))
+    assert 15 * 1024 * 1024 < pipe.read_total <= 17 * 1024 * 1024
+    assert not route.called
 
 
 async def test_download_case_attachment_streams(
@@ -311,6 +370,7 @@ async def test_download_case_attachment_streams(
         assert download.filename == "x.png"
         saved = await download.save(tmp_path)
     assert dict(route.calls.last.request.url.params) == {"id": "a-1"}
+    assert route.calls.last.request.headers["Accept"] == "*/*"  # the reply is a file
     assert saved == tmp_path / "x.png" and saved.read_bytes() == payload
     assert not list(tmp_path.glob("*.part"))
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import logging
 import os
+import secrets
 import ssl
 import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -571,12 +572,17 @@ def test_any_content_disposition_name_lands_inside_the_folder(
 
 
 @pytest.mark.skipif(os.name == "nt", reason="symlinks need privileges on Windows")
+@pytest.mark.parametrize("guessed", [False, True])
 async def test_a_planted_part_symlink_cannot_redirect_the_download(
-    tmp_path: Path, nest: Path
+    tmp_path: Path, nest: Path, monkeypatch: pytest.MonkeyPatch, guessed: bool
 ) -> None:
+    """A link planted where the part file goes is never written through: the part file's name
+    is random, and even a guessed one is refused (created with O_EXCL | O_NOFOLLOW)."""
     victim = tmp_path / "victim.txt"
     victim.write_bytes(b"precious")
-    (nest / "report.txt.part").symlink_to(victim)
+    planted = nest / ("report.txt.0badc0de.part" if guessed else "report.txt.part")
+    planted.symlink_to(victim)
+    monkeypatch.setattr(secrets, "token_hex", lambda n: "0badc0de")
     emu = Emulator.seeded(n_cases=1, seed=1)
     attachment_id = emu.add_attachment(next(iter(emu.cases)), "report.txt", b"attacker data")
     async with (
@@ -584,12 +590,19 @@ async def test_a_planted_part_symlink_cannot_redirect_the_download(
                            transport=emu.transport()) as mc,
         mc.download_case_attachment(attachment_id) as download,
     ):
-        saved = await download.save(nest)
+        if guessed:
+            with pytest.raises(FileExistsError):
+                await download.save(nest)
+        else:
+            saved = await download.save(nest)
+            assert saved == nest.resolve() / "report.txt"
+            assert saved.read_bytes() == b"attacker data"
+            assert not saved.is_symlink()
     assert victim.read_bytes() == b"precious"
-    assert saved == nest.resolve() / "report.txt"
-    assert saved.read_bytes() == b"attacker data"
-    assert not saved.is_symlink()
-    assert not (nest / "report.txt.part").exists()
+    assert planted.is_symlink()  # left alone, not followed
+    assert sorted(p.name for p in nest.iterdir()) == sorted(
+        [planted.name] + ([] if guessed else ["report.txt"])
+    )
 
 
 # -- FQL escaping, end to end -------------------------------------------------------------------

@@ -45,7 +45,7 @@ from ._pagination import AsyncPaginator
 from ._pipeline import Operation, Options, Pipeline, RequestBody
 from ._ratelimit import RateLimitGate
 from ._retry import RetryPolicy
-from ._streaming import AttachmentDownload, FileSource, MultipartUpload
+from ._streaming import FILE_CHUNK_SIZE, AttachmentDownload, FileSource, MultipartUpload
 from .fql import ACTIVITY_SORT_VALUES, CASE_SORT_VALUES, Filter
 from .models import (
     ActivityCreationRequest,
@@ -90,6 +90,12 @@ Payload = Mapping[str, Any] | BaseModel
 
 def _dump(model: BaseModel) -> dict[str, Any]:
     return model.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+def _something_to_update(request: CaseUpdateRequest) -> None:
+    if request.body is None and request.detections is None and request.incidents is None:
+        raise InvalidArgumentError("content", "nothing to update: pass content, detections or "
+                                   "incidents")
 
 
 def _one_of(argument: str, **aliases: T | None) -> T | None:
@@ -555,12 +561,13 @@ class AsyncMessageCenter:
         *,
         id: str | None = None,
         content: str | None = None,
-        detections: Refs = (),
-        incidents: Refs = (),
+        detections: Refs | None = None,
+        incidents: Refs | None = None,
         body: Payload | None = None,
     ) -> Envelope[AffectedEntity]:
         """Update a case's body, detections and incidents with the legacy ``UpdateCase`` route.
 
+        Only what is given is sent (as FalconPy does), so the rest of the case is left as it is.
         Removed from CrowdStrike's current spec; emits a ``DeprecationWarning``.
 
         Example::
@@ -573,11 +580,13 @@ class AsyncMessageCenter:
             stacklevel=2,
         )
         keywords = {
-            "id": id, "body": content if content is not None else "",
-            "detections": list(detections), "incidents": list(incidents),
+            "id": id, "body": content,
+            "detections": None if detections is None else list(detections),
+            "incidents": None if incidents is None else list(incidents),
         }
         return await self._write(
-            ops.UPDATE_CASE, _AFFECTED, CaseUpdateRequest, body, keywords, required=("id",)
+            ops.UPDATE_CASE, _AFFECTED, CaseUpdateRequest, body, keywords, required=("id",),
+            check=_something_to_update,
         )
 
     async def add_case_activity(
@@ -653,7 +662,7 @@ class AsyncMessageCenter:
         user_uuid: str,
         file_data: bytes | None = None,
         path: str | os.PathLike[str] | None = None,
-        file: IO[bytes] | None = None,
+        file: IO[bytes] | io.BufferedIOBase | None = None,
         filename: str | None = None,
         content_type: str | None = None,
         file_name: str | None = None,
@@ -678,7 +687,7 @@ class AsyncMessageCenter:
         check_text("user_uuid", user_uuid)
         data = _one_of("file_data", file_data=file_data, sample=sample, upfile=upfile)
         name = _one_of("filename", filename=filename, file_name=file_name)
-        source, name = await self._file_source(data, path, file, name)
+        source, name = await self._file_source(data, path, file, name, self._max_attachment_bytes)
         validate_upload_filename(name)
         check_upload_size(source.size, self._max_attachment_bytes)
         media = content_type or guess_upload_content_type(name)
@@ -701,8 +710,9 @@ class AsyncMessageCenter:
     async def _file_source(
         file_data: bytes | None,
         path: str | os.PathLike[str] | None,
-        file: IO[bytes] | None,
+        file: IO[bytes] | io.BufferedIOBase | None,
         filename: str | None,
+        limit: int,
     ) -> tuple[FileSource, str]:
         given = [v is not None for v in (file_data, path, file)]
         if sum(given) != 1:
@@ -727,15 +737,26 @@ class AsyncMessageCenter:
         name = filename or Path(str(getattr(file, "name", ""))).name
         if not name:
             raise InvalidArgumentError("filename", "required when the file object has no name")
-        text_mode = isinstance(cast(object, file), io.TextIOBase)
-        if text_mode or "b" not in getattr(file, "mode", "b"):
+        # read(0) reads nothing and tells text from bytes, whatever ``mode`` says (a zip member
+        # has "r", a GzipFile an int)
+        probe = await anyio.to_thread.run_sync(file.read, 0)
+        if isinstance(cast(object, file), io.TextIOBase) or not isinstance(probe, bytes):
             raise InvalidArgumentError("file", "open the file in binary mode ('rb')")
         if file.seekable():
             start = file.tell()
             size = await anyio.to_thread.run_sync(file.seek, 0, os.SEEK_END) - start
             await anyio.to_thread.run_sync(file.seek, start)
             return FileSource(data=None, path=None, file=cast(Any, file), size=size), name
-        data = await anyio.to_thread.run_sync(file.read)
+        # a pipe or socket: its size is unknown until read, so read it, but no further than
+        # one chunk past the limit (the size check then refuses it)
+        chunks: list[bytes] = []
+        size = 0
+        while size <= limit and (
+            chunk := await anyio.to_thread.run_sync(file.read, FILE_CHUNK_SIZE)
+        ):
+            chunks.append(chunk)
+            size += len(chunk)
+        data = b"".join(chunks)
         return FileSource(data=data, path=None, file=None, size=len(data)), name
 
     def download_case_attachment(self, id: str) -> AbstractAsyncContextManager[AttachmentDownload]:

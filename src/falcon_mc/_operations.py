@@ -15,8 +15,9 @@ GET_CASE_ACTIVITY = Operation(
 ADD_CASE_ACTIVITY = Operation(
     "CaseAddActivity", "POST", "/message-center/entities/case-activity/v1", idempotent=False
 )
+# the reply is the file, in any of the spec's many types (JSON only for errors): accept them all
 DOWNLOAD_CASE_ATTACHMENT = Operation(
-    "CaseDownloadAttachment", "GET", "/message-center/entities/case-attachment/v1", True
+    "CaseDownloadAttachment", "GET", "/message-center/entities/case-attachment/v1", True, "*/*"
 )
 ADD_CASE_ATTACHMENT = Operation(
     "CaseAddAttachment", "POST", "/message-center/entities/case-attachment/v1", idempotent=False

@@ -46,12 +46,14 @@ USER_AGENT = f"falcon-mc/{__version__}"
 
 @dataclass(frozen=True)
 class Operation:
-    """One Message Center operation: its spec operationId, method, route and idempotency."""
+    """One Message Center operation: its spec operationId, method, route and idempotency, and
+    the ``Accept`` header of its requests."""
 
     id: str
     method: str
     path: str
     idempotent: bool
+    accept: str = "application/json"
 
 
 @dataclass(frozen=True)
@@ -246,14 +248,19 @@ class Pipeline:
                         raise await self._status_failure(op, response)
                     return response
             except _Attempt as failed:
-                if attempt >= policy.max_retries or not should_retry(
+                rate_limited = failed.failure is Failure.RATE_LIMITED
+                retry = attempt < policy.max_retries and should_retry(
                     failed.failure, idempotent=op.idempotent
-                ):
+                )
+                if not (retry or rate_limited):
                     raise failed.error from None
                 delay = policy.delay(attempt, retry_after=failed.retry_after, rng=self._rng)
-                if failed.failure is Failure.RATE_LIMITED:
+                if rate_limited:
+                    # one client-wide deadline, set even by the call's last 429: every task of
+                    # the client waits for it (this one on its next turn at the gate)
                     self.gate.block_for(delay)
-                    delay = 0.0
+                if not retry:
+                    raise failed.error from None
                 logger.debug(
                     "%s: attempt %d failed (%s), retrying in %.2fs",
                     op.id,
@@ -262,7 +269,7 @@ class Pipeline:
                     delay,
                 )
                 attempt += 1
-                if delay > 0:
+                if delay > 0 and not rate_limited:
                     await anyio.sleep(delay)
 
     async def _build(
@@ -276,7 +283,7 @@ class Pipeline:
     ) -> httpx.Request:
         headers = {
             "Authorization": f"Bearer {token}",
-            "Accept": "application/json",
+            "Accept": op.accept,
             "User-Agent": USER_AGENT,
         }
         payload: bytes | httpx.AsyncByteStream | None = content

@@ -42,9 +42,11 @@ def should_retry(failure: Failure, *, idempotent: bool) -> bool:
 class RetryPolicy:
     """How often and how long to wait between attempts.
 
-    ``base_delay`` doubles on every attempt up to ``max_delay``, with full jitter;
+    ``base_delay`` doubles on every attempt up to ``max_delay``, with jitter;
     a server-supplied wait (``X-RateLimit-RetryAfter``) wins over the computed one but is
-    capped at ``max_retry_after``.
+    capped at ``max_retry_after``. A server wait of zero or less is no hint (it comes from a
+    time already past, see :func:`~falcon_mc.models.parse_retry_after`): the back-off applies,
+    so retries do not all go out at once.
     """
 
     max_retries: int = 3
@@ -54,7 +56,7 @@ class RetryPolicy:
 
     def delay(self, attempt: int, *, retry_after: float | None = None, rng: random.Random) -> float:
         """Seconds to wait before attempt ``attempt + 1`` (``attempt`` counts from 0)."""
-        if retry_after is not None:
-            return min(max(retry_after, 0.0), self.max_retry_after)
+        if retry_after is not None and retry_after > 0:
+            return min(retry_after, self.max_retry_after)
         ceiling = min(self.max_delay, self.base_delay * (2**attempt))
         return rng.uniform(ceiling / 2, ceiling) if ceiling > 0 else 0.0

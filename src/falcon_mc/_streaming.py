@@ -26,6 +26,7 @@ from ._filenames import (
     safe_join,
     sanitize_filename,
 )
+from ._partfile import PartFile
 from ._pipeline import RequestBody
 
 __all__ = ["AttachmentDownload", "FileSource", "MultipartUpload"]
@@ -45,14 +46,6 @@ _EXTENSIONS: dict[str, str] = {
 Reopen = Callable[[], AbstractAsyncContextManager[httpx.Response]]
 
 
-def _open_part(part: Path) -> BinaryIO:
-    """Create ``part`` afresh for writing, never through a link planted under its name."""
-    with contextlib.suppress(FileNotFoundError):
-        part.unlink()  # a stale file or a planted link: removes the link, never its target
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-    return os.fdopen(os.open(part, flags, 0o666), "wb")
-
-
 class AttachmentDownload:
     """An attachment being downloaded; valid inside ``async with mc.download_case_attachment(id)``.
 
@@ -66,7 +59,7 @@ class AttachmentDownload:
 
         async with mc.download_case_attachment(attachment_id) as download:
             print(download.filename, download.content_type, download.content_length)
-            await download.save("out/")          # streams to out/<name>.part, then renames
+            await download.save("out/")          # via a .part file in out/, then renamed
     """
 
     def __init__(
@@ -87,9 +80,9 @@ class AttachmentDownload:
         self.content_type: str = (
             response.headers.get("Content-Type", "application/octet-stream").split(";")[0].strip()
         )
-        length = response.headers.get("Content-Length")
+        length = response.headers.get("Content-Length", "")
         # the length of the bytes on the wire; a compressed body is longer once decoded
-        self._wire_length = int(length) if length and length.isdigit() else None
+        self._wire_length = int(length) if length.isascii() and length.isdigit() else None
         encoded = response.headers.get("Content-Encoding", "identity").strip().lower()
         self.content_length: int | None = self._wire_length if encoded == "identity" else None
         fallback = f"attachment-{sanitize_filename(self.id, fallback='file')}"
@@ -167,40 +160,24 @@ class AttachmentDownload:
     async def save(
         self, path: str | os.PathLike[str], *, chunk_size: int = FILE_CHUNK_SIZE
     ) -> Path:
-        """Stream to ``path`` (a file, or a folder to save under the sanitised ``filename``).
+        """Stream to ``path``: a file, or a folder to save under the sanitised ``filename``.
 
-        Writes ``<path>.part`` (created afresh, never through a link) and renames it only when
-        the whole body arrived; on failure or cancellation the ``.part`` file is removed.
-        Returns the final path.
+        A folder is an existing directory or a path ending in ``/`` (created if missing). Saved
+        into a folder, a download never replaces a file: when the name is taken it becomes
+        ``name (1).ext``, ``name (2).ext``...; a file path is replaced. The bytes go to a fresh
+        ``<name>.<random>.part`` file beside the target (never through a link), renamed only
+        when the whole body arrived; on failure or cancellation it is removed. Returns the
+        final path.
         """
         target = Path(path)
-        if await anyio.Path(target).is_dir():
-            target = safe_join(target, self.filename)
-        part = target.with_name(target.name + ".part")
-        out: anyio.AsyncFile[bytes] | None = None
-
-        async def restart() -> None:
-            nonlocal out
-            if out is not None:
-                await out.aclose()
-            out = anyio.wrap_file(await anyio.to_thread.run_sync(_open_part, part))
-
-        async def write(chunk: bytes) -> None:
-            assert out is not None
-            await out.write(chunk)
-
-        try:
-            await self._consume(restart, write, chunk_size)
-            assert out is not None
-            await out.aclose()
-            await anyio.Path(part).replace(target)
-        except BaseException:
-            with anyio.CancelScope(shield=True):
-                if out is not None:
-                    await out.aclose()
-                    await anyio.Path(part).unlink(missing_ok=True)
-            raise
-        return target
+        into_folder = os.fspath(path).endswith(("/", os.sep))
+        if into_folder:
+            await anyio.Path(target).mkdir(parents=True, exist_ok=True)
+        if into_folder or await anyio.Path(target).is_dir():
+            target, into_folder = safe_join(target, self.filename), True
+        async with PartFile(target, replace=not into_folder) as out:
+            await self._consume(out.restart, out.write, chunk_size)
+        return out.path
 
 
 class FileSource:

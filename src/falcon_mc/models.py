@@ -28,15 +28,16 @@ import email.utils
 import math
 import time
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import (
+    AliasChoices,
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     GetCoreSchemaHandler,
+    field_serializer,
     field_validator,
 )
 from pydantic_core import core_schema
@@ -154,7 +155,15 @@ def _rfc3339(value: datetime) -> str:
 
 
 def _datetime_to_wire(value: object) -> object:
-    return _rfc3339(value) if isinstance(value, datetime) else value
+    """A ``datetime`` or ``date`` as RFC 3339 UTC with ``Z``; anything else unchanged.
+
+    A naive ``datetime`` is taken as UTC; a ``date`` is its midnight UTC.
+    """
+    if isinstance(value, datetime):
+        return _rfc3339(value)
+    if isinstance(value, date):
+        return _rfc3339(datetime(value.year, value.month, value.day, tzinfo=UTC))
+    return value
 
 
 class _Model(SharingModel):
@@ -525,44 +534,75 @@ def _integer(text: str | None) -> int | None:
     return int(value) if value is not None else None
 
 
+def _http_date(text: str | None) -> float | None:
+    """An HTTP date (``Date``, ``Retry-After``) as seconds since the epoch; ``None`` if unusable."""
+    if text is None:
+        return None
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.timestamp()
+
+
+def _server_now(lowered: Mapping[str, str], now_epoch: float | None) -> float:
+    """Now by the server's clock: the reply's ``Date`` (whole seconds), or the local clock
+    (``now_epoch``, default ``time.time()``) while it falls within that second (it is more
+    precise) or when there is no usable ``Date``."""
+    local = time.time() if now_epoch is None else now_epoch
+    server = _http_date(lowered.get("date"))
+    if server is None or server <= local < server + 1.0:
+        return local
+    return server
+
+
+def _positive(wait: float) -> float | None:
+    """A wait that is a usable hint: ``None`` unless it is more than zero."""
+    return wait if wait > 0 else None
+
+
 def parse_retry_after(headers: Mapping[str, str], now_epoch: float | None = None) -> float | None:
     """Seconds to wait before retrying, from ``X-RateLimit-RetryAfter`` or ``Retry-After``.
 
     ``X-RateLimit-RetryAfter`` is, per spec, milliseconds since the epoch, but other clients read
     it as seconds since the epoch, so it is decoded defensively: above ``1e11`` it is an epoch
     in milliseconds, above ``1e9`` an epoch in seconds, otherwise a number of seconds to wait.
-    ``Retry-After`` (seconds or an HTTP date) is the fallback. The result is clamped to ``>= 0``;
-    ``None`` when neither header is usable. Header names are matched case-insensitively.
+    ``Retry-After`` (seconds or an HTTP date) is the fallback.
+
+    An absolute time is measured against the server's clock: the reply's ``Date`` header, unless
+    the local clock (``now_epoch``, default ``time.time()``) is within that second or there is
+    no usable ``Date``; so a local clock ahead of or behind the server's does not skew the wait.
+    A wait of zero or less (a time already past: clock skew, or a server rounding to whole
+    seconds) is no usable hint: ``None``, as when neither header is usable, so the retry
+    policy's jittered back-off applies. Header names are matched case-insensitively.
 
     Example::
 
         parse_retry_after({"X-RateLimit-RetryAfter": "1700000002000"}, now_epoch=1_700_000_000)
         # 2.0
+        parse_retry_after({"X-RateLimit-RetryAfter": "1700000002",
+                           "Date": "Tue, 14 Nov 2023 22:13:20 GMT"}, now_epoch=1_800_000_000)
+        # 2.0: the server's clock, not the local one
     """
-    now = time.time() if now_epoch is None else now_epoch
     lowered = _lower_headers(headers)
+    now = _server_now(lowered, now_epoch)
     value = _number(lowered.get("x-ratelimit-retryafter"))
     if value is not None:
         if value > 1e11:
-            wait = value / 1000.0 - now
-        elif value > 1e9:
-            wait = value - now
-        else:
-            wait = value
-        return max(wait, 0.0)
+            return _positive(value / 1000.0 - now)
+        if value > 1e9:
+            return _positive(value - now)
+        return _positive(value)
     raw = lowered.get("retry-after")
     if raw is None:
         return None
     value = _number(raw)
     if value is not None:
-        return max(value, 0.0)
-    try:
-        when = email.utils.parsedate_to_datetime(raw)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(when.timestamp() - now, 0.0)
+        return _positive(value)
+    when = _http_date(raw)
+    return None if when is None else _positive(when - now)
 
 
 class RateLimit(BaseModel):
@@ -614,28 +654,43 @@ class DateRange(_Model):
     """One range of a ``date_range`` aggregation (spec ``msa.DateRangeSpec``).
 
     Wire keys are lower case ``from``/``to`` (strings; date math like ``now-7d`` works).
-    A ``datetime`` is accepted and sent as RFC 3339 UTC with ``Z`` (naive means UTC).
+    A ``datetime`` is sent as RFC 3339 UTC with ``Z`` (naive means UTC), a ``date`` as its
+    midnight UTC (``2024-05-01T00:00:00Z``). The model keeps what it was given (strings as they
+    are); the conversion happens when it is serialised, so values assigned later are converted
+    too.
 
     Example::
 
         DateRange(from_="now-7d", to="now")
         DateRange(from_=datetime(2024, 5, 1, tzinfo=UTC), to="now")  # from: 2024-05-01T00:00:00Z
+        DateRange(from_=date(2024, 5, 1), to="now")                  # from: 2024-05-01T00:00:00Z
     """
 
-    from_: Annotated[str | datetime, BeforeValidator(_datetime_to_wire)] = Field(alias="from")
-    to: Annotated[str | datetime, BeforeValidator(_datetime_to_wire)]
+    from_: str | datetime | date = Field(alias="from")
+    to: str | datetime | date
+
+    @field_serializer("from_", "to")
+    def _bound_to_wire(self, value: object) -> object:
+        """Send a ``datetime``/``date`` bound as RFC 3339 UTC with ``Z``; strings unchanged."""
+        return _datetime_to_wire(value)
 
 
 class Range(_Model):
     """One range of a ``range`` aggregation (spec ``msa.RangeSpec``; wire keys ``From``/``To``).
 
+    Always sent capitalised; read from ``From``/``To``, ``from``/``to`` (as ``date_ranges`` are
+    written) or the Python names ``from_``/``to``.
+
     Example::
 
-        Range(from_=0, to=100)  # {"From": 0.0, "To": 100.0}
+        Range(from_=0, to=100)                      # {"From": 0.0, "To": 100.0}
+        Range.model_validate({"from": 0, "to": 100})  # the same
     """
 
-    from_: float | None = Field(default=None, alias="From")
-    to: float | None = Field(default=None, alias="To")
+    from_: float | None = Field(
+        default=None, alias="From", validation_alias=AliasChoices("From", "from", "from_")
+    )
+    to: float | None = Field(default=None, alias="To", validation_alias=AliasChoices("To", "to"))
 
 
 class ExtendedBounds(_Model):
@@ -782,6 +837,8 @@ class CaseCreationRequestV2(_Model):
 class CaseUpdateRequest(_Model):
     """Body of UpdateCase (spec ``api.CaseUpdateRequest``): only body, detections, incidents.
 
+    Fields left ``None`` are not sent, so an update changes only what it names.
+
     Example::
 
         CaseUpdateRequest(id="c-1", body="More details")
@@ -789,8 +846,8 @@ class CaseUpdateRequest(_Model):
 
     id: str
     body: str | None = None
-    detections: list[EntityRef] = Field(default_factory=list)
-    incidents: list[EntityRef] = Field(default_factory=list)
+    detections: list[EntityRef] | None = None
+    incidents: list[EntityRef] | None = None
 
 
 class ActivityCreationRequest(_Model):

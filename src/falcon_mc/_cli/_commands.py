@@ -11,13 +11,14 @@ import sys
 import time
 import warnings
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import anyio
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -29,6 +30,7 @@ from rich.progress import (
 
 from .._client import AsyncMessageCenter
 from .._exceptions import InvalidArgumentError
+from .._partfile import PartFile
 from ..emulator import CASE_TYPES, Emulator
 from ..models import Case, CaseActivity
 from ._core import (
@@ -224,7 +226,7 @@ def cases_create(
         if s.out.json_mode:
             s.out.json({"id": case_id, "trace_id": created.meta.trace_id})
         else:
-            s.out.out.print(f"created case [cyan]{case_id}[/]")
+            s.out.out.print(f"created case [cyan]{escape(str(case_id))}[/]")
         return ExitCode.OK
 
     execute(ctx, work)
@@ -251,7 +253,7 @@ def cases_update(
         if s.out.json_mode:
             s.out.json({"id": ids[0], "trace_id": updated.meta.trace_id})
         else:
-            s.out.out.print(f"updated case [cyan]{ids[0]}[/]")
+            s.out.out.print(f"updated case [cyan]{escape(ids[0])}[/]")
         return ExitCode.OK
 
     execute(ctx, work)
@@ -274,7 +276,7 @@ def cases_comment(
         if s.out.json_mode:
             s.out.json({"case_id": case_id, "trace_id": reply.meta.trace_id})
         else:
-            s.out.out.print(f"comment added to case [cyan]{case_id}[/]")
+            s.out.out.print(f"comment added to case [cyan]{escape(case_id)}[/]")
         return ExitCode.OK
 
     execute(ctx, work)
@@ -329,7 +331,7 @@ def activities_list(
             for activity in activities:
                 s.out.json(dump(activity))
         else:
-            s.out.out.print(activities_table(activities, title=f"activities of case {case_id}"))
+            s.out.out.print(activities_table(activities, title=f"activities of case {escape(case_id)}"))
             s.out.note(f"{len(activities)} activities")
         return ExitCode.OK
 
@@ -366,8 +368,8 @@ def attachments_upload(
             s.out.json(dump(attachment) if attachment is not None else {})
         elif attachment is not None:
             s.out.out.print(
-                f"uploaded {attachment.name or file.name} ({attachment.size} bytes) to case "
-                f"[cyan]{case_id}[/]: attachment id [cyan]{attachment.id}[/]"
+                f"uploaded {escape(attachment.name or file.name)} ({attachment.size} bytes) to "
+                f"case [cyan]{escape(case_id)}[/]: attachment id [cyan]{escape(str(attachment.id))}[/]"
             )
         return ExitCode.OK
 
@@ -401,7 +403,9 @@ def attachments_download(
             s.out.json({"id": attachment_id, "path": str(path), "bytes": size,
                         "content_type": download.content_type})
         else:
-            s.out.out.print(f"saved {path} ({size} bytes, {download.content_type})")
+            s.out.out.print(
+                f"saved {escape(str(path))} ({size} bytes, {escape(download.content_type)})"
+            )
         return ExitCode.OK
 
     execute(ctx, work)
@@ -545,30 +549,33 @@ def export(
             TextColumn("[progress.description]{task.description}"), BarColumn(),
             MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
             console=Console(stderr=True), transient=False,
+            # the JSON lines are written to stdout directly: on a terminal, rich would
+            # otherwise capture them and print them on stderr above the bar
+            redirect_stdout=False, redirect_stderr=False,
         )
-        sink = await anyio.open_file(output, "w", encoding="utf-8") if output else None
-        try:
-            with progress:
-                task = progress.add_task("exporting cases", total=total)
-                async with _closing(_batches(s.mc.iter_cases(filter=fql, sort=sort), batch)) as it:
-                    async for chunk in it:
-                        activities = await _activities_of(s.mc, chunk)
-                        lines = []
-                        for case in chunk:
-                            record = dump(case)
-                            record["activities"] = activities.get(case.id or "", [])
-                            n_activities += len(record["activities"])
-                            lines.append(json.dumps(record, ensure_ascii=False) + "\n")
-                        if sink is not None:
-                            await sink.write("".join(lines))
-                        else:
-                            sys.stdout.write("".join(lines))
-                        exported += len(chunk)
-                        progress.update(task, advance=len(chunk))
-        finally:
-            if sink is not None:
-                await sink.aclose()
-        where = f" to {output}" if output else ""
+        async with AsyncExitStack() as stack:
+            # a file is written whole or not at all: a failed run leaves the last export as it was
+            sink = await stack.enter_async_context(PartFile(output)) if output else None
+            stack.enter_context(progress)
+            task = progress.add_task("exporting cases", total=total)
+            it = await stack.enter_async_context(
+                _closing(_batches(s.mc.iter_cases(filter=fql, sort=sort), batch))
+            )
+            async for chunk in it:
+                activities = await _activities_of(s.mc, chunk)
+                lines = []
+                for case in chunk:
+                    record = dump(case)
+                    record["activities"] = activities.get(case.id or "", [])
+                    n_activities += len(record["activities"])
+                    lines.append(json.dumps(record, ensure_ascii=False) + "\n")
+                if sink is not None:
+                    await sink.write("".join(lines).encode())
+                else:
+                    sys.stdout.write("".join(lines))
+                exported += len(chunk)
+                progress.update(task, advance=len(chunk))
+        where = f" to {escape(str(output))}" if output else ""
         s.out.note(
             f"exported {exported} cases and {n_activities} activities{where} in "
             f"{time.perf_counter() - started:.2f} s"

@@ -1,4 +1,8 @@
-"""Rich tables and JSON shapes of the command line's output."""
+"""Rich tables and JSON shapes of the command line's output.
+
+Every string from the server goes into a cell as :class:`~rich.text.Text`, never as markup: a
+name like ``Bob [/]`` is shown as written.
+"""
 
 from __future__ import annotations
 
@@ -52,8 +56,8 @@ def cases_table(cases: Iterable[Case], *, title: str | None = None) -> Table:
     table.add_column("title", min_width=16, overflow="fold", ratio=1)
     for case in cases:
         table.add_row(
-            case.id or "", case.status or "", case.type or "", fmt_time(case.created_time),
-            Text(case.title or ""),
+            Text(case.id or ""), Text(case.status or ""), Text(case.type or ""),
+            fmt_time(case.created_time), Text(case.title or ""),
         )
     return table
 
@@ -107,8 +111,9 @@ def activities_table(
     for activity in activities:
         style = "bold green" if highlight and activity.body == highlight else ""
         table.add_row(
-            fmt_time(activity.created_time), activity.type or "", _who(activity.created_by),
-            Text(activity.body or "", style=style), activity.id or "",
+            fmt_time(activity.created_time), Text(activity.type or ""),
+            Text(_who(activity.created_by)), Text(activity.body or "", style=style),
+            Text(activity.id or ""),
         )
     return table
 
@@ -161,7 +166,9 @@ def aggregation_table(result: AggregationResult, *, last: int | None = None) -> 
             Text(_label(bucket)), "" if bucket.count is None else str(bucket.count)
         ]
         if has_value:
-            row.append(bucket.value_as_string or ("" if bucket.value is None else f"{bucket.value:g}"))
+            row.append(Text(
+                bucket.value_as_string or ("" if bucket.value is None else f"{bucket.value:g}")
+            ))
         row.append(bar(bucket.count or 0, largest))
         if has_sub:
             row.append(Text(_sub(bucket)))
