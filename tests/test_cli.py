@@ -118,6 +118,20 @@ def test_python_dash_m() -> None:
     assert proc.stdout.strip() == f"falcon-mc {__version__}"
 
 
+def test_a_reader_that_stops_early_ends_the_command_quietly() -> None:
+    # ``falcon-mc export | head -c 100``: exit 141 (128 + SIGPIPE) without an error message
+    process = subprocess.Popen(
+        [sys.executable, "-m", "falcon_mc", "--emulator", "export"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    assert process.stdout.read(100)
+    process.stdout.close()
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 141, stderr
+    assert b"error" not in stderr and b"Traceback" not in stderr, stderr
+
+
 def test_help_lists_commands() -> None:
     result = ok(["--help"])
     for command in ("demo", "cases", "activities", "attachments", "aggregate", "export",

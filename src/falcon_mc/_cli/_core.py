@@ -8,6 +8,7 @@ body with ``anyio.run`` and turns the library's exceptions into a message and an
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import inspect
 import json
@@ -87,6 +88,7 @@ class ExitCode:
     RATE_LIMITED = 6
     BAD_REQUEST = 7
     INTERRUPTED = 130
+    BROKEN_PIPE = 141  # 128 + SIGPIPE, as a shell reports a pipeline cut short
 
 
 class MissingCredentialsError(Exception):
@@ -456,6 +458,11 @@ def guard(out: Output) -> Iterator[None]:
     try:
         yield
     except _EXPECTED as exc:
+        if isinstance(_leaf(exc), BrokenPipeError):  # ``falcon-mc ... | head``: stop quietly
+            # stdout's reader is gone: point it at /dev/null so the final flush cannot fail too
+            with contextlib.suppress(OSError, ValueError):  # no file descriptor (a test runner)
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise typer.Exit(ExitCode.BROKEN_PIPE) from None
         exit_code, headline, details = describe_error(exc)
         out.error(headline, details)
         raise typer.Exit(exit_code) from None
