@@ -81,7 +81,7 @@ async def test_query_cases_sends_params_and_parses_page(
     page = await mc.query_cases(
         filter=fql.eq("case.status", "open"), sort="case.created_time.desc", limit=2, offset=0
     )
-    assert_type(page, IdPage)
+    assert_type(page, IdPage[str])
     params = route.calls.last.request.url.params
     assert dict(params) == {
         "filter": "case.status:'open'", "sort": "case.created_time.desc",

@@ -330,7 +330,30 @@ async def test_pagination_goes_on_when_the_total_grew_during_the_walk(
         got = [i async for i in mc.query_cases(limit=3)]
     assert got == after
     offsets = sorted(int(c.request.url.params.get("offset", 0)) for c in route.calls)
-    assert offsets == [0, 3, 6, 9]
+    assert offsets == [0, 3, 6, 6, 9]  # from the page whose total changed, the walk starts again
+
+
+async def test_pagination_loses_no_id_when_a_wave_straddles_a_new_case(
+    router: respx.MockRouter,
+) -> None:
+    # A case created at the top while a wave is in flight: the page at 6 is read after it
+    # (everything shifted by one), the page at 9 before. c-8 moved from page 6 to page 9 and
+    # was in neither page read.
+    before = [f"c-{i}" for i in range(12)]
+    after = ["new", *before]
+    served_after = {6}
+
+    def query(request: httpx.Request) -> httpx.Response:
+        offset = int(request.url.params.get("offset", 0))
+        if route.call_count >= 4:  # the first page and the wave are answered
+            served_after.add(offset)
+        ids = after if offset in served_after else before
+        return paged(ids, request, total=len(ids))
+
+    route = router.get(QUERY).mock(side_effect=query)
+    async with client(router, max_concurrency=4) as mc:
+        got = [i async for i in mc.query_cases(limit=3)]
+    assert got == before  # each once, in order ("new" is above where the walk was)
 
 
 @pytest.mark.parametrize(
@@ -426,6 +449,45 @@ async def test_a_request_with_a_free_slot_is_sent_before_the_next_is_built(
         result = await mc.get_cases(["a", "b", "c", "d", "e", "f"])
     assert [c.id for c in result.resources] == ["a", "b", "c", "d", "e", "f"]
     assert taken[:4] == [1, 2, 3, 4]
+
+
+def _refuse(request: httpx.Request, *, batch_with: str = "", offset: int = -1) -> bool:
+    """Whether the scripted server refuses ``request`` (a get naming ``batch_with``, or the
+    query page at ``offset``)."""
+    if request.method == "POST":
+        return batch_with in json.loads(request.content)["ids"]
+    return int(request.url.params.get("offset", 0)) == offset
+
+
+@pytest.mark.parametrize("way", ["get_cases", "async for", "iter_cases"])
+async def test_a_failure_inside_concurrent_work_is_raised_as_itself(
+    router: respx.MockRouter, way: str
+) -> None:
+    # A failed batch or page surfaced as an ExceptionGroup from anyio's task group, which
+    # ``except BadRequestError`` (and ``except FalconError``) do not catch.
+    ids = [f"c-{i:03d}" for i in range(300)]
+    refused = httpx.Response(400, json=envelope(errors=[{"code": 400, "message": "no"}]))
+
+    def query(request: httpx.Request) -> httpx.Response:
+        return refused if _refuse(request, offset=200) else paged(ids, request, total=300)
+
+    def get(request: httpx.Request) -> httpx.Response:
+        if _refuse(request, batch_with="c-150"):
+            return refused
+        asked = json.loads(request.content)["ids"]
+        return httpx.Response(200, json=envelope([{"id": i} for i in asked]))
+
+    router.get(QUERY).mock(side_effect=query)
+    router.post(GET_CASES).mock(side_effect=get)
+    async with client(router, max_ids_per_request=50, max_concurrency=4) as mc:
+        with pytest.raises(BadRequestError) as info:
+            if way == "get_cases":
+                await mc.get_cases(ids)
+            elif way == "async for":
+                [i async for i in mc.query_cases(limit=100)]
+            else:
+                [c async for c in mc.iter_cases(window=100)]
+    assert info.value.status_code == 400
 
 
 @pytest.mark.parametrize("shuffle", ["in_order", "one_batch_reversed", "one_item_repeated"])

@@ -68,6 +68,43 @@ def test_a_429_holds_every_task_back_once() -> None:
     assert gate.delay() == 0.0
 
 
+def test_a_snapshot_older_than_the_window_no_longer_paces() -> None:
+    # a busy minute ended with 2 of 600 left; after a minute idle the budget is whole again
+    clock = Clock()
+    gate = RateLimitGate(low_water=10, clock=clock)
+    gate.record(snapshot(600, 2))
+    seen = [gate.pacing]
+    clock.now += 59.9
+    seen.append(gate.pacing)
+    clock.now += 0.2
+    seen.append(gate.pacing)
+    assert seen == [True, True, False]
+    assert [gate.delay() for _ in range(3)] == [0.0] * 3
+
+
+async def test_turns_of_cancelled_tasks_are_not_waited_for() -> None:
+    gate = RateLimitGate(low_water=4)
+    gate.record(snapshot(60, 0))  # pacing: one turn a second
+    with anyio.CancelScope() as scope:
+        async with anyio.create_task_group() as tg:
+            for _ in range(5):
+                tg.start_soon(gate.wait)  # turns now, +1 s ... +4 s
+            await anyio.wait_all_tasks_blocked()
+            scope.cancel()  # the four sleeping callers time out
+    delays: list[float] = []
+    original = gate.delay
+
+    def spy(in_flight: int = 0) -> float:
+        delays.append(original(in_flight))
+        return delays[-1]
+
+    gate.delay = spy  # type: ignore[method-assign]
+    with anyio.move_on_after(0):
+        await gate.wait()
+    # nobody waits for the booked turns any more: one interval at most, not 5 s
+    assert 0.5 < delays[0] <= 1.0
+
+
 @pytest.mark.parametrize(
     ("failure", "idempotent", "expected"),
     [

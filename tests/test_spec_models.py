@@ -68,7 +68,7 @@ ALL_MODELS = {**EXACT, **SUPERSET}
 
 def wire_fields(model: type[BaseModel]) -> dict[str, Any]:
     """Wire name -> declared annotation of every declared field."""
-    return {(info.alias or name): info.annotation for name, info in model.model_fields.items()}
+    return {(info.serialization_alias or name): info.annotation for name, info in model.model_fields.items()}
 
 
 def leaves(annotation: Any) -> list[Any]:
@@ -175,6 +175,6 @@ def test_request_required_fields_are_a_subset_of_spec_properties() -> None:
     }
     for definition, model in requests.items():
         required = {
-            (info.alias or name) for name, info in model.model_fields.items() if info.is_required()
+            (info.serialization_alias or name) for name, info in model.model_fields.items() if info.is_required()
         }
         assert required <= set(DEFINITIONS[definition].get("required", [])), definition

@@ -46,6 +46,7 @@ from ._pipeline import Operation, Options, Pipeline, RequestBody
 from ._ratelimit import RateLimitGate
 from ._retry import RetryPolicy
 from ._streaming import FILE_CHUNK_SIZE, AttachmentDownload, FileSource, MultipartUpload
+from ._tasks import task_group
 from .fql import ACTIVITY_SORT_VALUES, CASE_SORT_VALUES, Filter
 from .models import (
     ActivityCreationRequest,
@@ -76,6 +77,7 @@ DEFAULT_MAX_CONCURRENCY = 16
 DEFAULT_MAX_IDS_PER_REQUEST = 500
 
 _IDS: TypeAdapter[Envelope[str]] = TypeAdapter(Envelope[str])
+_ID_PAGE = IdPage[str]  # parametrised once, at import
 _ID = operator.attrgetter("id")  # a Case's or CaseActivity's id
 _CASES: TypeAdapter[Envelope[Case]] = TypeAdapter(Envelope[Case])
 _ACTIVITIES: TypeAdapter[Envelope[CaseActivity]] = TypeAdapter(Envelope[CaseActivity])
@@ -268,7 +270,7 @@ class AsyncMessageCenter:
         sort: str | None = None,
         limit: int | None = None,
         offset: int | str | None = None,
-    ) -> AsyncPaginator:
+    ) -> AsyncPaginator[str]:
         """Case ids matching an FQL filter (``QueryCasesIdsByFilter``).
 
         ``await`` the result for one page (:class:`IdPage`), or ``async for`` it for every id.
@@ -290,7 +292,7 @@ class AsyncMessageCenter:
         sort: str | None = None,
         limit: int | None = None,
         offset: int | str | None = None,
-    ) -> AsyncPaginator:
+    ) -> AsyncPaginator[str]:
         """Activity ids of one case (``QueryActivityByCaseID``).
 
         Example::
@@ -324,15 +326,15 @@ class AsyncMessageCenter:
         params: dict[str, str | int],
         limit: int | None,
         offset: int | str | None,
-    ) -> AsyncPaginator:
-        async def fetch(page_offset: int, page_limit: int | None) -> IdPage:
+    ) -> AsyncPaginator[str]:
+        async def fetch(page_offset: int, page_limit: int | None) -> IdPage[str]:
             query = dict(params)
             if page_limit is not None:
                 query["limit"] = page_limit
             if page_offset or offset is not None:
                 query["offset"] = page_offset
             envelope = await self._pipeline.call(op, self._options, _IDS, params=query)
-            page = IdPage.from_envelope(envelope)
+            page = _ID_PAGE.from_envelope(envelope)
             # Where this page starts is the offset asked. Falcon APIs differ on what the reply's
             # meta.pagination.offset means (this page's start, or the next page's), and some
             # leave it out; the raw value stays in page.meta.
@@ -417,7 +419,7 @@ class AsyncMessageCenter:
         if len(batches) == 1:
             await fetch(0, batches[0])
         else:
-            async with anyio.create_task_group() as tg:
+            async with task_group() as tg:
                 for index, batch in enumerate(batches):
                     tg.start_soon(fetch, index, batch)
         envelopes = [env for env in results if env is not None]
@@ -828,7 +830,7 @@ class AsyncMessageCenter:
             yield activity
 
     async def _iter_entities(
-        self, paginator: AsyncPaginator, get: Any, window: int | None
+        self, paginator: AsyncPaginator[str], get: Any, window: int | None
     ) -> AsyncGenerator[Any, None]:
         """Yield entities window by window; the next window's ids are paged in meanwhile.
 
@@ -854,7 +856,7 @@ class AsyncMessageCenter:
         while current:
             upcoming: list[str] = []
             fetched: list[Any] = []
-            async with anyio.create_task_group() as tg:
+            async with task_group() as tg:
                 tg.start_soon(fetch, current, fetched)
                 tg.start_soon(take, upcoming)
             for entity in fetched:

@@ -8,27 +8,31 @@ out of ``async for`` early is safe.
 
 Offset paging is not a snapshot: a case created or deleted while the walk runs shifts the pages
 after it. A shift forward repeats the ids at a page boundary; those are not yielded again (the
-previous page's ids are kept for that, so memory stays one page), and when the last page reports
-a larger ``total`` the walk goes on past the first page's. A shift backward skips ids, which no
-client can see; the walk logs at INFO when a page reports another ``total`` than the one before.
+previous page's ids are kept for that, so memory stays one page). A page that reports another
+``total`` than the page before starts the waves again from it, up to its ``total``: the rest of
+its wave may predate the change (an id shifted across those pages would be in none of them), and
+a grown total takes the walk past the first page's. A shift backward skips ids, which no client
+can see; the walk logs at INFO when a page reports another ``total`` than the one before.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
-
-import anyio
+from typing import Generic, TypeVar
 
 from ._log import logger
+from ._tasks import task_group
 from .models import IdPage
 
 __all__ = ["AsyncPaginator"]
 
-PageFetcher = Callable[[int, int | None], Awaitable[IdPage]]
+T = TypeVar("T")
+
+PageFetcher = Callable[[int, int | None], Awaitable[IdPage[T]]]
 
 
-class AsyncPaginator:
-    """Pages of ids from a query (``query_cases``, ``query_activities``).
+class AsyncPaginator(Generic[T]):
+    """Pages of ids from a query (``query_cases``, ``query_activities``: ``AsyncPaginator[str]``).
 
     Example::
 
@@ -41,7 +45,7 @@ class AsyncPaginator:
 
     def __init__(
         self,
-        fetch: PageFetcher,
+        fetch: PageFetcher[T],
         *,
         offset: int | None,
         limit: int | None,
@@ -54,45 +58,59 @@ class AsyncPaginator:
         self._concurrency = max(1, concurrency)
         self._page_size = page_size
 
-    def __await__(self) -> Generator[object, None, IdPage]:
+    def __await__(self) -> Generator[object, None, IdPage[T]]:
         return self._fetch(self._offset or 0, self._limit).__await__()
 
-    async def pages(self) -> AsyncGenerator[IdPage, None]:
+    async def pages(self) -> AsyncGenerator[IdPage[T], None]:
         """Every page in order, starting at ``offset``."""
         limit = self._limit or self._page_size
         first = await self._fetch(self._offset or 0, limit)
         yield first
-        if first.total is None or not first.ids:
-            async for page in self._sequential(first, limit):
-                yield page
-            return
-        step = len(first.ids)
-        offsets = list(range(first.offset + step, first.total, step))
-        last = first
-        for start in range(0, len(offsets), self._concurrency):
-            wave = offsets[start : start + self._concurrency]
-            for result in await self._fetch_wave(wave, step):
-                if not result.ids or result.ids == last.ids:
-                    return  # the server stopped advancing
-                yield result
-                last = result
-        # cases created during the walk may have pushed ids past the first page's total
-        async for page in self._sequential(last, step):
+        walk = self._waves if first.total is not None and first.ids else self._sequential
+        async for page in walk(first, len(first.ids) or limit):
             yield page
 
-    async def _fetch_wave(self, offsets: list[int], limit: int) -> list[IdPage]:
+    async def _waves(self, first: IdPage[T], step: int) -> AsyncGenerator[IdPage[T], None]:
+        """The pages after ``first`` up to its ``total``, ``concurrency`` fetched at a time.
+
+        A page whose ``total`` differs from the page before means an item was created or
+        deleted meanwhile. The rest of its wave may have been read before that (an id moved
+        across those pages would be in none of them), so the walk starts again from that page,
+        up to its ``total``. A page that does not advance ends the walk.
+        """
+        last = first
+        while last.total is not None:
+            offsets = range(last.offset + step, last.total, step)
+            moved = False
+            for start in range(0, len(offsets), self._concurrency):
+                wave = list(offsets[start : start + self._concurrency])
+                for page in await self._fetch_wave(wave, step):
+                    if not page.ids or page.ids == last.ids:
+                        return  # the server stopped advancing
+                    yield page
+                    moved, last = page.total != last.total, page
+                    if moved:
+                        break
+                if moved:
+                    break
+            if not moved:
+                return
+        async for page in self._sequential(last, step):  # a page without a total
+            yield page
+
+    async def _fetch_wave(self, offsets: list[int], limit: int) -> list[IdPage[T]]:
         """Fetch several pages at once; results in the order of ``offsets``."""
-        results: dict[int, IdPage] = {}
+        results: dict[int, IdPage[T]] = {}
 
         async def fetch_one(off: int) -> None:
             results[off] = await self._fetch(off, limit)
 
-        async with anyio.create_task_group() as tg:
+        async with task_group() as tg:
             for off in offsets:
                 tg.start_soon(fetch_one, off)
         return [results[off] for off in offsets]
 
-    async def _sequential(self, page: IdPage, limit: int) -> AsyncGenerator[IdPage, None]:
+    async def _sequential(self, page: IdPage[T], limit: int) -> AsyncGenerator[IdPage[T], None]:
         """Walk on from ``page`` by ``next_offset`` (no total, or a total that grew)."""
         while (offset := page.next_offset) is not None:
             before, page = page, await self._fetch(offset, limit)
@@ -100,8 +118,8 @@ class AsyncPaginator:
                 return  # the end, or a server that stopped advancing
             yield page
 
-    async def __aiter__(self) -> AsyncGenerator[str, None]:
-        previous: set[str] = set()
+    async def __aiter__(self) -> AsyncGenerator[T, None]:
+        previous: set[T] = set()
         total: int | None = None
         async for page in self.pages():
             if total is None:

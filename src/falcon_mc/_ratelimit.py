@@ -8,6 +8,10 @@ Every request waits on the gate before it is sent. The gate does two things:
 * when the server says the minute's budget is nearly spent (``X-RateLimit-Remaining`` at or below
   a low-water mark), it spaces requests at the sustained rate ``60 / X-RateLimit-Limit`` seconds
   apart instead of running into 429s.
+
+The budget is a sliding minute, so a snapshot older than :data:`WINDOW` says nothing any more:
+it no longer turns pacing on. Turns booked by tasks that were then cancelled are not kept
+waiting for: when no task is waiting, the next turn is at most one interval away.
 """
 
 from __future__ import annotations
@@ -18,7 +22,10 @@ import anyio
 
 from .models import RateLimit
 
-__all__ = ["RateLimitGate"]
+__all__ = ["WINDOW", "RateLimitGate"]
+
+#: Seconds of the server's sliding rate-limit window (``X-RateLimit-Limit`` is per minute).
+WINDOW = 60.0
 
 
 class RateLimitGate:
@@ -31,6 +38,8 @@ class RateLimitGate:
         self._low_water = low_water
         self._not_before = 0.0
         self._next_slot = 0.0
+        self._recorded_at = 0.0
+        self._sleepers = 0
         self.snapshot: RateLimit | None = None
 
     @property
@@ -46,12 +55,14 @@ class RateLimitGate:
             and snap.limit > 0
             and snap.remaining is not None
             and snap.remaining - in_flight <= self._low_water
+            and self._clock() - self._recorded_at < WINDOW
         )
 
     def record(self, snapshot: RateLimit | None) -> None:
         """Remember the newest snapshot of the rate-limit headers."""
         if snapshot is not None:
             self.snapshot = snapshot
+            self._recorded_at = self._clock()
 
     def block_for(self, seconds: float) -> None:
         """Hold every task back for ``seconds`` from now (a 429 was seen)."""
@@ -78,8 +89,16 @@ class RateLimitGate:
         If a 429 moves the shared deadline while this task sleeps, it takes a new turn after the
         deadline (spaced like the others) instead of waking with everyone at once.
         """
+        snap = self.snapshot
+        if self._sleepers == 0 and snap is not None and snap.limit:
+            # nobody waits for a turn: turns booked further ahead belonged to cancelled tasks
+            self._next_slot = min(self._next_slot, self._clock() + 60.0 / snap.limit)
         while (delay := self.delay(in_flight)) > 0:
             deadline = self._not_before
-            await anyio.sleep(delay)
+            self._sleepers += 1
+            try:
+                await anyio.sleep(delay)
+            finally:
+                self._sleepers -= 1
             if self._not_before <= deadline:
                 return

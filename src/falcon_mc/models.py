@@ -407,9 +407,13 @@ class Hit(_Model):
         Hit.model_validate({"ID": "c-1", "Score": 1.0, "Source": "{}"}).id  # "c-1"
     """
 
-    id: str | None = Field(default=None, alias="ID")
-    score: float | None = Field(default=None, alias="Score")
-    source: str | None = Field(default=None, alias="Source")
+    id: str | None = Field(default=None, validation_alias="ID", serialization_alias="ID")
+    score: float | None = Field(
+        default=None, validation_alias="Score", serialization_alias="Score"
+    )
+    source: str | None = Field(
+        default=None, validation_alias="Source", serialization_alias="Source"
+    )
 
 
 class Hits(_Model):
@@ -420,8 +424,12 @@ class Hits(_Model):
         Hits.model_validate({"Hits": [], "MaxScore": 0}).max_score  # 0.0
     """
 
-    hits: NullableList[Hit] = Field(default_factory=list, alias="Hits")
-    max_score: float | None = Field(default=None, alias="MaxScore")
+    hits: NullableList[Hit] = Field(
+        default_factory=list, validation_alias="Hits", serialization_alias="Hits"
+    )
+    max_score: float | None = Field(
+        default=None, validation_alias="MaxScore", serialization_alias="MaxScore"
+    )
 
 
 class Bucket(_Model):
@@ -437,7 +445,7 @@ class Bucket(_Model):
     """
 
     count: int | None = None
-    from_: float | None = Field(default=None, alias="from")
+    from_: float | None = Field(default=None, validation_alias="from", serialization_alias="from")
     to: float | None = None
     key_as_string: str | None = None
     label: str | dict[str, object] | None = None
@@ -472,8 +480,10 @@ Bucket.model_rebuild()
 # --------------------------------------------------------------------------- pages, rate limits
 
 
-class IdPage(BaseModel):
+class IdPage(BaseModel, Generic[T]):
     """One page of ids from a query (not a wire model): what awaiting a paginator gives.
+
+    Generic in the type of the ids: ``IdPage[str]`` from ``query_cases``/``query_activities``.
 
     ``offset`` is where the page starts: the client sets it to the offset it asked for, since
     Falcon APIs differ on what the reply's ``meta.pagination.offset`` means (this page's start,
@@ -486,14 +496,14 @@ class IdPage(BaseModel):
         print(page.ids, page.total, page.next_offset)
     """
 
-    ids: list[str] = Field(default_factory=list)
+    ids: list[T] = Field(default_factory=list)
     offset: int = 0
     limit: int | None = None
     total: int | None = None
     meta: Meta = Field(default_factory=Meta)
 
     @classmethod
-    def from_envelope(cls, env: Envelope[str]) -> IdPage:
+    def from_envelope(cls, env: Envelope[T]) -> IdPage[T]:
         """Build a page from a query reply, reading ``meta.pagination``."""
         pagination = env.meta.pagination or Pagination()
         return cls(
@@ -666,7 +676,7 @@ class DateRange(_Model):
         DateRange(from_=date(2024, 5, 1), to="now")                  # from: 2024-05-01T00:00:00Z
     """
 
-    from_: str | datetime | date = Field(alias="from")
+    from_: str | datetime | date = Field(validation_alias="from", serialization_alias="from")
     to: str | datetime | date
 
     @field_serializer("from_", "to")
@@ -688,9 +698,11 @@ class Range(_Model):
     """
 
     from_: float | None = Field(
-        default=None, alias="From", validation_alias=AliasChoices("From", "from", "from_")
+        default=None, validation_alias=AliasChoices("From", "from"), serialization_alias="From"
     )
-    to: float | None = Field(default=None, alias="To", validation_alias=AliasChoices("To", "to"))
+    to: float | None = Field(
+        default=None, validation_alias=AliasChoices("To", "to"), serialization_alias="To"
+    )
 
 
 class ExtendedBounds(_Model):
@@ -747,7 +759,7 @@ class AggregateQuery(_Model):
     extended_bounds: ExtendedBounds | None = None
     filter: str | None = None
     filters_spec: FiltersSpec | None = None
-    from_: int | None = Field(default=None, alias="from")
+    from_: int | None = Field(default=None, validation_alias="from", serialization_alias="from")
     include: str | None = None
     interval: str | None = None
     max_doc_count: int | None = None

@@ -7,7 +7,6 @@ body with ``anyio.run`` and turns the library's exceptions into a message and an
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 import inspect
@@ -42,6 +41,7 @@ from .._exceptions import (
     UnprocessableEntityError,
 )
 from .._log import RedactingFilter
+from .._tasks import first_error
 from ..emulator import Emulator
 
 __all__ = [
@@ -360,14 +360,6 @@ _ARGUMENT_NAMES = {
 }
 
 
-def _leaf(exc: BaseException) -> BaseException:
-    """The first meaningful exception inside (nested) exception groups."""
-    while isinstance(exc, BaseExceptionGroup):
-        inner = [e for e in exc.exceptions if not isinstance(e, asyncio.CancelledError)]
-        exc = (inner or list(exc.exceptions))[0]
-    return exc
-
-
 def _status_details(exc: APIStatusError) -> list[str]:
     lines = []
     for detail in exc.errors:
@@ -385,7 +377,7 @@ def _status_details(exc: APIStatusError) -> list[str]:
 
 def describe_error(raised: BaseException) -> tuple[int, str, list[str]]:
     """``(exit code, headline, detail lines)`` for an expected failure; never contains secrets."""
-    exc = _leaf(raised)
+    exc = first_error(raised)
     if isinstance(exc, KeyboardInterrupt):
         return ExitCode.INTERRUPTED, "interrupted", []
     if isinstance(exc, MissingCredentialsError):
@@ -458,7 +450,7 @@ def guard(out: Output) -> Iterator[None]:
     try:
         yield
     except _EXPECTED as exc:
-        if isinstance(_leaf(exc), BrokenPipeError):  # ``falcon-mc ... | head``: stop quietly
+        if isinstance(first_error(exc), BrokenPipeError):  # ``falcon-mc ... | head``: stop quietly
             # stdout's reader is gone: point it at /dev/null so the final flush cannot fail too
             with contextlib.suppress(OSError, ValueError):  # no file descriptor (a test runner)
                 os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
