@@ -132,6 +132,14 @@ CASES: list[tuple[str, str, Call]] = [
     ("upload missing user_uuid", "user_uuid", lambda mc, _: mc.add_case_attachment(
         case_id="c", user_uuid="", file_data=b"x", filename="x.txt")),
     ("download empty id", "id", lambda mc, _: mc.download_case_attachment("").__aenter__()),
+    # keywords given beside body= were dropped without a word
+    ("body= and keywords", "body", lambda mc, _: mc.create_case_v2(
+        body={"body": "b", "title": "t", "type": "fc:contact"}, user_uuid="u")),
+    # unknown aggregate keywords went to the server, which ignores them
+    ("aggregate keyword typo", "siz", lambda mc, _: mc.aggregate_cases(
+        name="n", type="terms", field="case.status", siz=1)),
+    ("aggregate FalconPy parameters=", "parameters", lambda mc, _: mc.aggregate_cases(
+        name="n", type="terms", field="case.status", parameters={"x": 1})),
 ]
 
 
@@ -170,12 +178,17 @@ def test_offset_accepts_ascii_digit_strings(offset: object, expected: int) -> No
         ("ftp://api.crowdstrike.com", "neither a cloud"),
         ("us-3", "neither a cloud"),
         ("", "expected a Cloud"),
+        # credentials in the URL replaced the bearer token (and showed in repr)
+        ("https://proxyuser:hunter2@api.crowdstrike.com", "without user:password@"),
+        ("https://api.crowdstrike.com/?x=1", "without user:password@"),
+        ("https://api.crowdstrike.com/#top", "without user:password@"),
     ],
 )
 def test_base_url_is_checked(base_url: str, message: str) -> None:
     with pytest.raises(InvalidArgumentError, match=message) as info:
         AsyncMessageCenter(client_id="a", client_secret="b", base_url=base_url)
     assert info.value.argument == "base_url"
+    assert "hunter2" not in str(info.value)
 
 
 @pytest.mark.parametrize("base_url", ["http://127.0.0.1:8080", "http://localhost:1", "http://[::1]:9"])
@@ -196,13 +209,34 @@ def test_missing_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     assert info.value.argument == "client_secret"
 
 
-@pytest.mark.parametrize(("name", "value"), [("max_concurrency", 0), ("max_ids_per_request", -1),
-                                             ("max_retries", -1)])
-def test_client_options_are_checked(name: str, value: int) -> None:
+@pytest.mark.parametrize(("name", "value"), [
+    ("max_concurrency", 0), ("max_ids_per_request", -1), ("max_retries", -1),
+    ("max_retries", 1.5), ("max_attachment_bytes", 0), ("retry_base_delay", -1),
+    # timeouts were never checked: -1 or 0 timed out every request, "5" raised TypeError later
+    ("timeout", -1), ("timeout", 0), ("timeout", "5"), ("timeout", float("nan")),
+    ("timeout", httpx.Timeout(5, read=-1)),
+])
+def test_client_options_are_checked(name: str, value: object) -> None:
     options: dict[str, Any] = {name: value}
     with pytest.raises(InvalidArgumentError) as info:
         AsyncMessageCenter(client_id="a", client_secret="b", **options)
     assert info.value.argument == name
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("max_retries", 1.5), ("max_retries", -1), ("timeout", -1), ("timeout", "5"),
+])
+def test_with_options_checks_like_the_constructor(name: str, value: object) -> None:
+    mc = AsyncMessageCenter(client_id="a", client_secret="b")
+    options: dict[str, Any] = {name: value}
+    with pytest.raises(InvalidArgumentError) as info:
+        mc.with_options(**options)
+    assert info.value.argument == name
+
+
+def test_timeouts_may_be_none_or_a_full_httpx_timeout() -> None:
+    mc = AsyncMessageCenter(client_id="a", client_secret="b", timeout=None)
+    assert mc.with_options(timeout=httpx.Timeout(3, pool=None))._options.timeout.pool is None
 
 
 def test_clouds_are_the_spec_clouds() -> None:

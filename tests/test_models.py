@@ -566,8 +566,6 @@ def test_case_creation_v2() -> None:
         "type": "fc:contact",
         "detections": [],
         "incidents": [],
-        "malware_submission_id": "",
-        "recon_rule_type": "",
     }
     req = CaseCreationRequestV2.model_validate(
         {

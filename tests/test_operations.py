@@ -208,8 +208,7 @@ async def test_create_case_v2_maps_content_to_body(
         "user_uuid": "uu-1",
         "detections": [{"id": "ldt:1", "product": "epp", "url": "https://d"}],
         "incidents": [{"id": "inc:1", "url": "https://i"}],
-        "malware_submission_id": "", "recon_rule_type": "",
-    }
+    }  # no malware_submission_id / recon_rule_type: not given (FalconPy never sends them)
     assert result.resources[0].id == "c-9"
 
 
@@ -220,7 +219,7 @@ async def test_create_case_v2_raw_body_is_sent_as_given(
     raw = {"body": "b", "title": "t", "type": "fc:contact", "user_uuid": "u",
            "detections": [], "incidents": []}
     await mc.create_case_v2(body=raw)
-    assert sent_json(route) == {**raw, "malware_submission_id": "", "recon_rule_type": ""}
+    assert sent_json(route) == raw
 
 
 async def test_create_case_v1_warns_and_sends(

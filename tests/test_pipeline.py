@@ -8,7 +8,7 @@ import logging
 import pickle
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -480,14 +480,19 @@ async def test_a_failure_inside_concurrent_work_is_raised_as_itself(
     router.get(QUERY).mock(side_effect=query)
     router.post(GET_CASES).mock(side_effect=get)
     async with client(router, max_ids_per_request=50, max_concurrency=4) as mc:
+        work: Callable[[], Awaitable[object]] = {
+            "get_cases": lambda: mc.get_cases(ids),
+            "async for": lambda: _drain(mc.query_cases(limit=100)),
+            "iter_cases": lambda: _drain(mc.iter_cases(window=100)),
+        }[way]
         with pytest.raises(BadRequestError) as info:
-            if way == "get_cases":
-                await mc.get_cases(ids)
-            elif way == "async for":
-                [i async for i in mc.query_cases(limit=100)]
-            else:
-                [c async for c in mc.iter_cases(window=100)]
+            await work()
     assert info.value.status_code == 400
+
+
+async def _drain(items: AsyncIterable[object]) -> None:
+    async for _ in items:
+        pass
 
 
 @pytest.mark.parametrize("shuffle", ["in_order", "one_batch_reversed", "one_item_repeated"])

@@ -6,8 +6,9 @@ Each raises :class:`InvalidArgumentError` (a ``ValueError``) naming the argument
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from typing import TypeVar
+from typing import TypeVar, cast
 
+import httpx
 from pydantic import BaseModel, ValidationError
 
 from ._exceptions import InvalidArgumentError
@@ -15,10 +16,13 @@ from .fql import Filter, check_filter
 
 __all__ = [
     "build_model",
+    "check_count",
     "check_limit",
     "check_offset",
+    "check_seconds",
     "check_sort",
     "check_text",
+    "check_timeout",
     "normalize_filter",
     "normalize_ids",
 ]
@@ -35,6 +39,36 @@ def check_text(argument: str, value: object) -> str:
     if not value.strip():
         raise InvalidArgumentError(argument, "must not be empty")
     return value
+
+
+def check_count(argument: str, value: object, *, minimum: int) -> int:
+    """An integer (not a ``bool``) of at least ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise InvalidArgumentError(argument, f"must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def check_seconds(argument: str, value: object, *, zero: bool = False) -> float:
+    """A number of seconds: more than 0 (or at least 0 with ``zero``)."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not (value >= 0 if zero else value > 0)  # NaN fails both
+    ):
+        bound = ">= 0" if zero else "> 0"
+        raise InvalidArgumentError(argument, f"must be seconds {bound}, got {value!r}")
+    return float(value)
+
+
+def check_timeout(timeout: object) -> httpx.Timeout:
+    """Seconds (> 0), ``None`` for no limit, or an ``httpx.Timeout`` whose phases are so."""
+    phases: tuple[object, ...] = (timeout,)
+    if isinstance(timeout, httpx.Timeout):
+        phases = (timeout.connect, timeout.read, timeout.write, timeout.pool)
+    for phase in phases:
+        if phase is not None:
+            check_seconds("timeout", phase)
+    return timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(cast(float, timeout))
 
 
 def check_limit(limit: object) -> int | None:

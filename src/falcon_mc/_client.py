@@ -24,10 +24,13 @@ from pydantic import BaseModel, SecretStr, TypeAdapter
 from . import _operations as ops
 from ._args import (
     build_model,
+    check_count,
     check_limit,
     check_offset,
+    check_seconds,
     check_sort,
     check_text,
+    check_timeout,
     normalize_filter,
     normalize_ids,
 )
@@ -78,6 +81,10 @@ DEFAULT_MAX_IDS_PER_REQUEST = 500
 
 _IDS: TypeAdapter[Envelope[str]] = TypeAdapter(Envelope[str])
 _ID_PAGE = IdPage[str]  # parametrised once, at import
+_AGGREGATE_KEYS = frozenset(AggregateQuery.model_fields) | {
+    info.serialization_alias for info in AggregateQuery.model_fields.values()
+    if info.serialization_alias
+}
 _ID = operator.attrgetter("id")  # a Case's or CaseActivity's id
 _CASES: TypeAdapter[Envelope[Case]] = TypeAdapter(Envelope[Case])
 _ACTIVITIES: TypeAdapter[Envelope[CaseActivity]] = TypeAdapter(Envelope[CaseActivity])
@@ -138,7 +145,7 @@ class AsyncMessageCenter:
         client_secret: str | SecretStr | None = None,
         base_url: str | Cloud = Cloud.US1,
         member_cid: str | None = None,
-        timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
+        timeout: float | httpx.Timeout | None = DEFAULT_TIMEOUT,
         max_retries: int = 3,
         retry_base_delay: float = 0.5,
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
@@ -158,12 +165,11 @@ class AsyncMessageCenter:
             raise InvalidArgumentError(
                 "client_secret", "pass client_secret= or set FALCON_CLIENT_SECRET in the environment"
             )
-        for name, value in (("max_concurrency", max_concurrency),
-                            ("max_ids_per_request", max_ids_per_request)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise InvalidArgumentError(name, f"must be a positive integer, got {value!r}")
-        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
-            raise InvalidArgumentError("max_retries", f"must be >= 0, got {max_retries!r}")
+        check_count("max_concurrency", max_concurrency, minimum=1)
+        check_count("max_ids_per_request", max_ids_per_request, minimum=1)
+        check_count("max_attachment_bytes", max_attachment_bytes, minimum=1)
+        check_count("max_retries", max_retries, minimum=0)
+        check_seconds("retry_base_delay", retry_base_delay, zero=True)
         url, autodiscover = resolve_base_url(base_url)
         self._client_id = client_id
         self._max_concurrency = max_concurrency
@@ -171,7 +177,7 @@ class AsyncMessageCenter:
         self._max_attachment_bytes = max_attachment_bytes
         self._strict_sort = strict_sort
         self._options = Options(
-            timeout=timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout),
+            timeout=check_timeout(timeout),
             policy=RetryPolicy(max_retries=max_retries, base_delay=retry_base_delay),
         )
         # room beyond max_concurrency for the token and for downloads being read
@@ -242,12 +248,9 @@ class AsyncMessageCenter:
         clone = copy.copy(self)
         policy = self._options.policy
         if max_retries is not None:
-            if isinstance(max_retries, bool) or max_retries < 0:
-                raise InvalidArgumentError("max_retries", f"must be >= 0, got {max_retries!r}")
-            policy = RetryPolicy(max_retries=max_retries, base_delay=policy.base_delay)
-        new_timeout = self._options.timeout
-        if timeout is not None:
-            new_timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
+            retries = check_count("max_retries", max_retries, minimum=0)
+            policy = RetryPolicy(max_retries=retries, base_delay=policy.base_delay)
+        new_timeout = self._options.timeout if timeout is None else check_timeout(timeout)
         clone._options = Options(timeout=new_timeout, policy=policy)
         return clone
 
@@ -468,6 +471,9 @@ class AsyncMessageCenter:
         if body is not None:
             items.extend(body)
         if query:
+            for key in query:  # a typo (``siz=``) would go to the server, which ignores it
+                if key not in _AGGREGATE_KEYS:
+                    raise InvalidArgumentError(key, "not a field of an aggregate query")
             items.append(query)
         if not items:
             raise InvalidArgumentError("queries", "at least one aggregate query is required")
@@ -550,8 +556,8 @@ class AsyncMessageCenter:
             "body": content, "title": title, "user_uuid": user_uuid,
             "type": _one_of("type", type=type, case_type=case_type),
             "detections": list(detections), "incidents": list(incidents),
-            "malware_submission_id": malware_submission_id or "",
-            "recon_rule_type": recon_rule_type or "",
+            "malware_submission_id": malware_submission_id,
+            "recon_rule_type": recon_rule_type,
         }
         return await self._write(
             ops.CREATE_CASE_V2, _AFFECTED, CaseCreationRequestV2, body, keywords,
@@ -631,6 +637,10 @@ class AsyncMessageCenter:
     ) -> Envelope[T]:
         """Build a write's request model (from ``body=`` or the keywords), check it, send it."""
         if body is not None:
+            given = [k for k, v in keywords.items() if v is not None and v != []]
+            if given:  # one of them would be dropped without a word
+                names = ", ".join("content" if k == "body" else k for k in given)
+                raise InvalidArgumentError("body", f"pass either body= or keywords ({names})")
             model = build_model("body", model_type, body)
         else:
             model = build_model("", model_type, keywords)

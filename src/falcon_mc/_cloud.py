@@ -78,6 +78,13 @@ def resolve_base_url(base_url: str | Cloud) -> tuple[str, bool]:
             f"{base_url!r} is neither a cloud ({', '.join(c.value for c in Cloud)}) "
             "nor an http(s) URL",
         )
+    if url.userinfo or url.query or url.fragment:
+        # credentials would replace the bearer token on every request (and show in repr); a
+        # query or fragment would end up inside every route
+        raise InvalidArgumentError(
+            "base_url", "expected scheme://host[:port][/path], without user:password@, "
+            "?query or #fragment"
+        )
     if url.scheme == "http" and not _is_loopback(url.host):
         raise InvalidArgumentError(
             "base_url", "plain http:// is only allowed for loopback hosts; use https://"

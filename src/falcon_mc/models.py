@@ -827,9 +827,9 @@ class CaseCreationRequest(_Model):
 class CaseCreationRequestV2(_Model):
     """Body of CreateCaseV2 (spec ``messagecenter.CaseCreationRequestV2``).
 
-    ``user_uuid`` is optional here; ``malware_submission_id`` and ``recon_rule_type`` are marked
-    required by the spec and default to empty strings. Detections are ``messages.Alert``
-    references (``id``, ``url``, ``product``).
+    ``user_uuid`` is optional here. ``malware_submission_id`` and ``recon_rule_type`` are
+    marked required by the spec but sent only when given, as FalconPy does (it never sends
+    them). Detections are ``messages.Alert`` references (``id``, ``url``, ``product``).
 
     Example::
 
@@ -841,8 +841,8 @@ class CaseCreationRequestV2(_Model):
     type: str
     detections: list[EntityRef] = Field(default_factory=list)
     incidents: list[EntityRef] = Field(default_factory=list)
-    malware_submission_id: str = ""
-    recon_rule_type: str = ""
+    malware_submission_id: str | None = None
+    recon_rule_type: str | None = None
     user_uuid: str | None = None
 
 
