@@ -7,15 +7,18 @@ pool, write tracking, traces).
 The servers work on raw non-blocking sockets (``anyio.wait_readable``) rather than anyio's socket
 streams, which read ahead on their own: a server here reads exactly when its script says so, so
 "a server that never reads" fills the socket buffers, and what the client has put on the wire
-and nobody has read yet can be peeked at.
+and nobody has read yet can be peeked at. Over TLS (``serve(..., tls=ca)``, a certificate from
+the tests' own authority) the socket is an :class:`ssl.SSLSocket`: each send is a TLS record.
 
 Nothing sleeps to measure time; every test runs within ``DEADLINE`` seconds or fails.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 import socket
+import ssl
 import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -25,6 +28,7 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+import trustme
 from anyio.abc import TaskGroup
 
 from falcon_mc import _lanes
@@ -53,13 +57,30 @@ class Peer:
         self.done = anyio.Event()  # set once the server has closed the connection
         self._unparsed = bytearray()
 
+    def _decrypted(self) -> int:
+        """Bytes TLS has decrypted and not handed out yet (no socket read needed for them)."""
+        return self.sock.pending() if isinstance(self.sock, ssl.SSLSocket) else 0
+
+    async def handshake(self) -> None:
+        """The server's side of the TLS handshake."""
+        assert isinstance(self.sock, ssl.SSLSocket)
+        while True:
+            try:
+                self.sock.do_handshake()
+                return
+            except ssl.SSLWantReadError:
+                await anyio.wait_readable(self.sock)
+            except ssl.SSLWantWriteError:
+                await anyio.wait_writable(self.sock)
+
     async def receive(self) -> bytes:
         """What arrives next (b"" when the client has closed or reset the connection)."""
         while True:
-            await anyio.wait_readable(self.sock)
+            if not self._decrypted():
+                await anyio.wait_readable(self.sock)
             try:
                 data = self.sock.recv(256 * 1024)
-            except BlockingIOError:
+            except (BlockingIOError, ssl.SSLWantReadError):
                 continue
             except ConnectionResetError:
                 data = b""
@@ -111,11 +132,13 @@ class Peer:
             pass
 
     async def send(self, data: bytes) -> None:
+        """Send ``data``, returning without a pause when the socket buffer takes it all (two
+        sends in a row then reach the client together)."""
         view = memoryview(data)
         while view:
             try:
                 view = view[self.sock.send(view):]
-            except BlockingIOError:
+            except (BlockingIOError, ssl.SSLWantWriteError):
                 await anyio.wait_writable(self.sock)
 
     def close(self) -> None:
@@ -134,14 +157,18 @@ Handler = Callable[[Peer], Awaitable[None]]
 
 
 class Server:
-    """Accepts connections on loopback; the nth is handled by ``handlers[n]`` (the last handler
-    takes any further one) and closed when its handler returns."""
+    """Accepts connections on loopback (over TLS with ``tls``); the nth is handled by
+    ``handlers[n]`` (the last handler takes any further one) and closed when its handler
+    returns."""
 
-    def __init__(self, listener: socket.socket, handlers: tuple[Handler, ...]) -> None:
+    def __init__(
+        self, listener: socket.socket, handlers: tuple[Handler, ...], tls: ssl.SSLContext | None
+    ) -> None:
         self._listener = listener
         self._handlers = handlers
+        self._tls = tls
         self.port: int = listener.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self.peers: list[Peer] = []
         self._accepted = anyio.Event()
 
@@ -159,6 +186,8 @@ class Server:
             except BlockingIOError:
                 continue
             sock.setblocking(False)
+            if self._tls is not None:
+                sock = self._tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
             peer = Peer(sock)
             self.peers.append(peer)
             self._accepted.set()
@@ -168,6 +197,8 @@ class Server:
 
     async def _handle(self, handler: Handler, peer: Peer) -> None:
         try:
+            if self._tls is not None:
+                await peer.handshake()
             await handler(peer)
         except (OSError, anyio.ClosedResourceError):  # the client went away, or the test
             pass  # closed the connection itself: the script ends there
@@ -178,14 +209,22 @@ class Server:
 
 @asynccontextmanager
 async def serve(
-    transport: LaneTransport, *handlers: Handler
+    transport: LaneTransport, *handlers: Handler, tls: trustme.CA | None = None
 ) -> AsyncIterator[tuple[Server, httpx.AsyncClient]]:
     """A :class:`Server` running ``handlers`` and a client for it over ``transport``, all of it
-    within ``DEADLINE`` seconds. An exception of the test comes out as is, not in a group."""
+    within ``DEADLINE`` seconds. An exception of the test comes out as is, not in a group.
+
+    With ``tls``, the server speaks TLS with a certificate from that authority, which the
+    transport is made to trust."""
     error: Exception | None = None
+    context: ssl.SSLContext | None = None
+    if tls is not None:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.issue_cert("127.0.0.1").configure_cert(context)
+        tls.configure_trust(transport.ssl_context)
     with anyio.fail_after(DEADLINE), socket.create_server(("127.0.0.1", 0)) as listener:
         listener.setblocking(False)
-        server = Server(listener, handlers)
+        server = Server(listener, handlers, context)
         async with anyio.create_task_group() as tg:
             tg.start_soon(server.accept, tg)
             try:
@@ -242,10 +281,35 @@ async def hangs_up(peer: Peer) -> None:
     await peer.drain()
 
 
+def answer_then(reply: bytes, stray: bytes) -> Handler:
+    """Answer the first request with ``reply`` and at once ``stray`` (over TLS, a record of its
+    own): both are in the client's socket buffer before it reads. Then answer ``OK``."""
+
+    async def handle(peer: Peer) -> None:
+        if await peer.read_request() is not None:
+            await peer.send(reply)
+            await peer.send(stray)
+            await answer(OK)(peer)
+
+    return handle
+
+
 # -- the client side --------------------------------------------------------------------------
 @pytest.fixture
 def transport() -> LaneTransport:
     return LaneTransport(1)
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    """The tests' own certificate authority."""
+    return trustme.CA()
+
+
+@pytest.fixture(params=[False, True], ids=["http", "https"])
+def tls(request: pytest.FixtureRequest, ca: trustme.CA) -> trustme.CA | None:
+    """For a test run over plain HTTP and over TLS: the ``tls`` argument of :func:`serve`."""
+    return ca if request.param else None
 
 
 def streamed(*chunks: bytes) -> AsyncIterator[bytes]:
@@ -280,8 +344,10 @@ def assert_released(transport: LaneTransport) -> None:
 
 
 # -- keep-alive -------------------------------------------------------------------------------
-async def test_sequential_requests_share_one_connection(transport: LaneTransport) -> None:
-    async with serve(transport, answer(OK)) as (server, client):
+async def test_sequential_requests_share_one_connection(
+    transport: LaneTransport, tls: trustme.CA | None
+) -> None:
+    async with serve(transport, answer(OK), tls=tls) as (server, client):
         for _ in range(3):
             assert (await client.get("/")).content == b"ok"
         assert len(server.peers) == 1
@@ -390,6 +456,23 @@ async def test_the_next_request_gets_its_own_reply_on_a_fresh_connection(
         await client.request(method, "/")
         if closed:
             await server.peers[0].done.wait()
+        assert (await client.get("/")).content == b"ok"
+        assert len(server.peers) == 2
+        assert len(server.peers[1].requests) == 1
+
+
+@pytest.mark.parametrize(
+    ("reply", "stray"),
+    [(OK, STALE), (b"HTTP/1.1 204 No Content\r\n\r\n", b'{"resources": []}')],
+    ids=["stray-reply", "body-to-204"],
+)
+async def test_bytes_right_after_a_reply_keep_its_connection_from_the_next_request(
+    transport: LaneTransport, tls: trustme.CA | None, reply: bytes, stray: bytes
+) -> None:
+    """Over TLS they are read from the socket with the reply, still to be decrypted: neither
+    h11 nor a poll of the socket sees them, the TLS layer does."""
+    async with serve(transport, answer_then(reply, stray), answer(OK), tls=tls) as (server, client):
+        await client.get("/")
         assert (await client.get("/")).content == b"ok"
         assert len(server.peers) == 2
         assert len(server.peers[1].requests) == 1
@@ -584,6 +667,24 @@ async def test_a_failed_reply_raises_and_frees_the_lane_closed(
         assert len(server.peers) == 2
 
 
+@pytest.mark.parametrize(
+    "sent",
+    [b"", b"HTTP/1.1 100 Continue\r\n\r\n", b"HTTP/1.1 200 OK\r\nContent-Le"],
+    ids=["nothing", "an-interim-reply", "part-of-the-head"],
+)
+async def test_a_server_closing_before_its_reply_is_said_to_have(
+    transport: LaneTransport, sent: bytes
+) -> None:
+    """As httpx's own transport says it (h11 would say it "can't handle event type
+    ConnectionClosed when role=SERVER and state=SEND_RESPONSE")."""
+    async with serve(transport, answer(sent, requests=1)) as (_, client):
+        with pytest.raises(
+            httpx.RemoteProtocolError, match=r"^Server disconnected without sending a response\.$"
+        ):
+            await client.get("/")
+        assert_released(transport)
+
+
 async def test_a_body_short_of_its_content_length_fails_once_the_head_is_in(
     transport: LaneTransport,
 ) -> None:
@@ -702,6 +803,39 @@ async def test_a_request_cancelled_while_waiting_for_its_reply_frees_the_lane_cl
         await server.peers[0].done.wait()  # the connection was really closed
         assert (await client.get("/")).content == b"ok"
         assert len(server.peers) == 2
+
+
+async def test_a_request_cancelled_again_while_its_connection_closes_frees_the_lane(
+    transport: LaneTransport,
+) -> None:
+    """asyncio's own cancellation (``Task.cancel``, as ``asyncio.timeout`` uses) goes through a
+    shielded scope: a second one lands while the first one's connection is being closed."""
+    reached = anyio.Event()
+    async with serve(transport, stalls, answer(OK)) as (server, client):
+        extensions = {"trace": stop_at("http11.receive_response_headers.started", reached)}
+        task = asyncio.create_task(client.get("/", extensions=extensions))
+        await reached.wait()
+        while not task.done():  # cancelled at each step: waiting for the reply, then closing
+            task.cancel()
+            await asyncio.sleep(0)
+        assert task.cancelled()
+        assert_released(transport)
+        assert (await client.get("/")).content == b"ok"
+        assert len(server.peers) == 2
+
+
+async def test_closing_the_transport_while_a_body_is_read_raises_a_read_error(
+    transport: LaneTransport,
+) -> None:
+    """As httpx's own transport: the client closed (at shutdown, by another task) under a
+    reply whose body is still coming."""
+    async with serve(transport, answer(HALF)) as (server, client):
+        async with client.stream("GET", "/") as reply:
+            await transport.aclose()
+            with pytest.raises(httpx.ReadError):
+                await reply.aread()
+        assert_released(transport)
+        await server.peers[0].done.wait()
 
 
 async def test_a_reply_closed_before_its_body_was_read_closes_its_connection(

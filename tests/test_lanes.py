@@ -448,6 +448,24 @@ async def test_a_trace_callback_of_the_caller_still_sees_httpcore_events(
     )
 
 
+# -- one client, successive event loop runs ---------------------------------------------------
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_one_client_serves_successive_event_loop_runs(
+    url: str, auth: dict[str, str], backend: str
+) -> None:
+    """A sync wrapper running each call in an event loop of its own (``asyncio.run``): a
+    connection kept by a run that has ended (its asyncio loop closed) is dropped, without that
+    loop and without leaving a socket open, and the next run opens its own."""
+    transport = LaneTransport(1)
+    client = httpx.AsyncClient(transport=transport, base_url=url)
+    for _ in range(3):
+        assert anyio.run(query, client, auth, backend=backend).status_code == 200
+        assert transport.connections == 1
+    anyio.run(client.aclose, backend=backend)  # closing from a later run too
+    assert transport.connections == transport.busy == 0
+    gc.collect()  # an unclosed socket or transport would warn now (an error in this suite)
+
+
 # -- default_transport ------------------------------------------------------------------------
 async def test_default_transport_for_http11_is_lanes_sharing_one_verifying_tls_context() -> None:
     transport = default_transport(8, http2=False)

@@ -16,9 +16,12 @@ Why not httpx's own transport (httpcore's pool):
 HTTP/1.1 itself (framing, keep-alive, chunked bodies, protocol errors) is h11's job, as in
 httpcore. What this module adds: a lane is one connection at most, opened on demand (TLS with
 the shared, verifying context), kept alive for :data:`KEEPALIVE_EXPIRY` seconds and dropped
-when the server has closed it; the ``timeout`` (connect, read, write, pool) and ``trace``
-(httpcore's event names) request extensions are honoured; failures are httpx's exceptions, as
-httpx's own transport raises them. A request and its body, when in hand, leave in one write.
+when the server has closed it, when bytes nobody asked for follow a reply (in h11's buffer,
+TLS's or the socket's), or when the event loop run that opened it has ended (a sync wrapper
+calling ``asyncio.run`` for each call: closed without that loop); the ``timeout`` (connect,
+read, write, pool) and ``trace`` (httpcore's event names) request extensions are honoured;
+failures are httpx's exceptions, as httpx's own transport raises them. A request and its
+body, when in hand, leave in one write.
 
 The transport also tells when requests are being written (:meth:`LaneTransport.writes_done`), so
 that the client can put CPU-heavy work (turning replies into models) after them: a request
@@ -27,6 +30,7 @@ written 2 ms earlier gets its reply 2 ms earlier.
 
 from __future__ import annotations
 
+import asyncio
 import select
 import socket
 import ssl
@@ -38,7 +42,8 @@ import anyio
 import h11
 import httpx
 from anyio.abc import ByteStream, SocketAttribute
-from anyio.streams.tls import TLSStream
+from anyio.lowlevel import RunVar
+from anyio.streams.tls import TLSAttribute, TLSStream
 
 __all__ = ["KEEPALIVE_EXPIRY", "LaneTransport", "default_transport"]
 
@@ -107,6 +112,58 @@ def _readable(stream: ByteStream) -> bool:
     return bool(poller.poll(0))
 
 
+def _tls_leftover(stream: ByteStream) -> bool:
+    """Whether TLS holds bytes past the reply: records read from the socket with the reply's
+    last one (so no poll of the socket sees them) but not decrypted (so h11 has not seen them
+    either). A record that ends the connection (``close_notify``) or does not decrypt counts."""
+    tls: ssl.SSLObject | None = stream.extra(TLSAttribute.ssl_object, None)  # noqa: S610
+    if tls is None:
+        return False
+    if tls.pending():
+        return True
+    try:
+        # decrypts what is buffered: session tickets and the like give no data, and the
+        # connection is dropped if anything else does
+        return bool(tls.read(1))
+    except ssl.SSLWantReadError:  # nothing buffered
+        return False
+    except ssl.SSLError:  # close_notify (SSLZeroReturnError), a broken record...
+        return True
+
+
+#: An object of the event loop run (``asyncio.run``, ``anyio.run``...) in progress: a connection
+#: is only good in the run that opened it.
+_RUN: RunVar[object] = RunVar("falcon_mc._lanes.run")
+
+
+def _current_run() -> object:
+    """The object of the event loop run in progress (made at its first call in that run)."""
+    run = _RUN.get(None)
+    if run is None:
+        run = object()
+        _RUN.set(run)
+    return run
+
+
+def _abandon(stream: ByteStream) -> None:
+    """Close ``stream``, opened in an event loop run that has ended (a sync wrapper calling
+    ``asyncio.run`` for each call), without awaiting: its ``aclose`` needs that run's loop."""
+    raw = stream.extra(SocketAttribute.raw_socket, None)  # noqa: S610
+    if isinstance(raw, socket.socket):  # trio: the socket itself, which its run no longer watches
+        raw.close()
+        return
+    inner = stream.transport_stream if isinstance(stream, TLSStream) else stream
+    transport = getattr(inner, "_transport", None)  # asyncio: anyio's stream over a transport
+    if not isinstance(transport, asyncio.Transport):
+        return
+    try:
+        transport.abort()  # its loop closes the socket, should it run again...
+    except RuntimeError:  # ...but it is closed (asyncio.run returned): do what it would have
+        lost = getattr(transport, "_call_connection_lost", None)  # closes the socket, quietly
+        if lost is not None:
+            lost(None)
+
+
 async def _trace(trace: Trace | None, name: str, request: httpx.Request) -> None:
     if trace is not None:
         await trace(name, {"request": request})
@@ -121,6 +178,7 @@ class _Lane:
         self._origin: Origin | None = None
         self._h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=_MAX_HEAD)
         self._idle_since = 0.0
+        self._run: object = None  # the event loop run that opened the connection
 
     @property
     def connected(self) -> bool:
@@ -131,6 +189,7 @@ class _Lane:
         return (
             self._stream is not None
             and origin == self._origin
+            and self._run is _current_run()
             and self._h11.our_state is h11.IDLE
             and anyio.current_time() - self._idle_since <= KEEPALIVE_EXPIRY
             and not _readable(self._stream)
@@ -165,6 +224,7 @@ class _Lane:
                 raise httpx.ConnectError(str(exc) or type(exc).__name__, request=request) from exc
             raise
         self._origin = origin
+        self._run = _current_run()
         return stream
 
     async def exchange(
@@ -281,16 +341,11 @@ class _Lane:
             if isinstance(event, h11.Response):
                 await _trace(trace, "http11.receive_response_headers.complete", request)
                 return event
-            if isinstance(event, h11.ConnectionClosed):
-                raise httpx.RemoteProtocolError(
-                    "Server disconnected without sending a response.", request=request
-                )
             # an informational reply (100 Continue...): the real one follows
 
     async def next_event(self, limit: float | None, request: httpx.Request) -> Any:
         """The next h11 event of the reply, reading from the socket as needed (each read
         within ``limit`` seconds, the read timeout)."""
-        assert self._stream is not None
         while True:
             try:
                 event = self._h11.next_event()
@@ -298,6 +353,8 @@ class _Lane:
                 raise httpx.RemoteProtocolError(str(exc), request=request) from exc
             if event is not h11.NEED_DATA:
                 return event
+            if self._stream is None:  # the transport was closed meanwhile
+                raise httpx.ReadError("the connection was closed", request=request)
             try:
                 with anyio.fail_after(limit):  # None: no deadline
                     data = await self._stream.receive(_READ_SIZE)
@@ -307,29 +364,42 @@ class _Lane:
                 raise httpx.ReadTimeout(f"no data within {limit}s", request=request) from exc
             except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
                 raise httpx.ReadError(str(exc) or type(exc).__name__, request=request) from exc
+            if not data and self._h11.their_state is h11.SEND_RESPONSE:
+                # h11 would only say it "can't handle event type ConnectionClosed"
+                raise httpx.RemoteProtocolError(
+                    "Server disconnected without sending a response.", request=request
+                )
             self._h11.receive_data(data)
 
     async def finish(self) -> None:
         """After a reply: keep the connection for the next request if both sides are done with
         this one, neither asked to close, and nothing came after the reply (bytes nobody asked
-        for, or the server's end of stream); else close it."""
+        for, or the server's end of stream, in h11's buffer or TLS's); else close it."""
         done = self._h11.our_state is h11.DONE and self._h11.their_state is h11.DONE
         leftover, closed = self._h11.trailing_data  # bytes past the reply, or the server's EOF
-        if done and not leftover and not closed:
+        if (
+            done and not leftover and not closed
+            and self._stream is not None and not _tls_leftover(self._stream)
+        ):
             self._h11.start_next_cycle()
             self._idle_since = anyio.current_time()
         else:
             await self.close()
 
     async def close(self) -> None:
-        """Close the connection, if open (even when cancelled)."""
+        """Close the connection, if open (even when cancelled; at once if another event loop
+        run opened it)."""
         stream, self._stream = self._stream, None
         self._origin = None
         # a new connection starts from a new state machine (nothing buffered, no end of stream)
         self._h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=_MAX_HEAD)
-        if stream is not None:
-            with anyio.CancelScope(shield=True):
-                await stream.aclose()
+        if stream is None:
+            return
+        if self._run is not _current_run():
+            _abandon(stream)
+            return
+        with anyio.CancelScope(shield=True):
+            await stream.aclose()
 
 
 class _Body(httpx.AsyncByteStream):
@@ -442,8 +512,10 @@ class LaneTransport(httpx.AsyncBaseTransport):
             )
         except BaseException:
             written()
-            await lane.close()
-            release()
+            try:
+                await lane.close()
+            finally:  # a second (native asyncio) cancellation can stop the closing
+                release()
             raise
 
     def _track_writing(self, request: httpx.Request) -> Callable[[], None]:
