@@ -16,6 +16,7 @@ from falcon_mc import APIConnectionError, APITimeoutError, AsyncMessageCenter, C
 from falcon_mc._auth import REFRESH_RETRY, TokenManager
 from falcon_mc._log import redact
 from falcon_mc._retry import RetryPolicy
+from falcon_mc.emulator import Emulator
 
 from .conftest import BASE, SECRET, envelope
 
@@ -257,3 +258,29 @@ def test_the_logger_redacts_a_basic_header_list(caplog: pytest.LogCaptureFixture
         logging.getLogger("falcon_mc").debug("headers %s", headers)
     [record] = caplog.records
     assert BASIC not in record.getMessage() and BASIC not in caplog.text
+
+
+# -- the client closed while a token is on its way -------------------------------------------------
+
+async def test_a_token_fetched_while_the_client_closes_is_revoked() -> None:
+    # aclose() revoked the token it had (none yet), then the fetch in flight stored a live one
+    emu = Emulator.seeded(n_cases=3, seed=1)
+    emu.faults.add(operation="oauth2", kind="latency", delay=0.2)
+    mc = AsyncMessageCenter(client_id="a", client_secret="b", base_url="https://emulator.invalid",
+                            transport=emu.transport())
+    errors: list[Exception] = []
+
+    async def call() -> None:
+        try:
+            await mc.query_cases()
+        except Exception as exc:  # checked below
+            errors.append(exc)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(call)
+        await anyio.wait_all_tasks_blocked()  # the token request is in flight
+        await mc.aclose()
+    assert emu.stats.tokens_issued == 1
+    assert emu._service.tokens == {}  # revoked
+    assert [type(e) for e in errors] == [APIConnectionError]
+    assert not errors[0].may_have_been_applied  # type: ignore[attr-defined]

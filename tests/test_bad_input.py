@@ -132,6 +132,10 @@ CASES: list[tuple[str, str, Call]] = [
     ("upload missing user_uuid", "user_uuid", lambda mc, _: mc.add_case_attachment(
         case_id="c", user_uuid="", file_data=b"x", filename="x.txt")),
     ("download empty id", "id", lambda mc, _: mc.download_case_attachment("").__aenter__()),
+    # it went into the part's headers as given: CR/LF added a second Content-Disposition
+    ("upload content_type with CR/LF", "content_type", lambda mc, _: mc.add_case_attachment(
+        case_id="c", user_uuid="u", file_data=b"x", filename="x.txt",
+        content_type='text/plain\r\nContent-Disposition: form-data; filename="../x.exe"')),
     # keywords given beside body= were dropped without a word
     ("body= and keywords", "body", lambda mc, _: mc.create_case_v2(
         body={"body": "b", "title": "t", "type": "fc:contact"}, user_uuid="u")),

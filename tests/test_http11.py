@@ -16,6 +16,7 @@ Nothing sleeps to measure time; every test runs within ``DEADLINE`` seconds or f
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import socket
 import ssl
@@ -31,7 +32,7 @@ import pytest
 import trustme
 from anyio.abc import TaskGroup
 
-from falcon_mc import _lanes
+from falcon_mc import AsyncMessageCenter, InternalServerError, _lanes
 from falcon_mc._lanes import LaneTransport
 
 DEADLINE = 5  # no test waits longer: a wait that must end and does not fails the test
@@ -848,3 +849,72 @@ async def test_a_reply_closed_before_its_body_was_read_closes_its_connection(
         assert_released(transport)
         await server.peers[0].done.wait()
         assert (await client.get("/")).content == b"ok"
+
+
+# -- through the client -----------------------------------------------------------------------------
+
+
+async def test_an_error_reply_is_read_no_further_than_a_megabyte(transport: LaneTransport) -> None:
+    """A 500 with a 64 MiB body (a proxy's page, a misbehaving server) was read whole into
+    memory, on every retry; the client reads its first MiB and drops the connection."""
+    sent = 0
+    token = b'{"access_token": "t", "expires_in": 1799}'
+
+    async def handle(peer: Peer) -> None:
+        nonlocal sent
+        while (request := await peer.read_request()) is not None:
+            if b"/oauth2/" in request.split(b"\r\n", 1)[0]:
+                await peer.send(b"HTTP/1.1 201 Created\r\nContent-Length: %d\r\n\r\n%s"
+                                % (len(token), token))
+                continue
+            size = 64 * 1024 * 1024
+            await peer.send(b"HTTP/1.1 500 Oops\r\nContent-Length: %d\r\n\r\n" % size)
+            block = b"x" * (1024 * 1024)
+            with contextlib.suppress(OSError):
+                while sent < size:
+                    await peer.send(block)
+                    sent += len(block)
+            return
+
+    async with serve(transport, handle) as (server, _):
+        mc = AsyncMessageCenter(client_id="a", client_secret="b", base_url=server.url,
+                                transport=transport, max_retries=0)
+        with pytest.raises(InternalServerError, match="HTTP 500: Oops"):
+            await mc.query_cases()
+        await server.peers[-1].done.wait()
+    assert sent < 32 * 1024 * 1024  # what the sockets' buffers took, not the whole body
+
+
+async def test_a_connection_opened_after_the_transport_closed_is_not_kept(
+    transport: LaneTransport, ca: trustme.CA
+) -> None:
+    """``aclose()`` while a TLS handshake is under way: the connection came up afterwards and
+    was kept alive, its socket open for good."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    ca.configure_trust(transport.ssl_context)
+    failures: list[Exception] = []
+
+    async def get(client: httpx.AsyncClient) -> None:
+        try:
+            await client.get("/")
+        except httpx.ConnectError as exc:
+            failures.append(exc)
+
+    with anyio.fail_after(DEADLINE), socket.create_server(("127.0.0.1", 0)) as listener:
+        url = f"https://127.0.0.1:{listener.getsockname()[1]}"
+        client = httpx.AsyncClient(transport=transport, base_url=url)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(get, client)
+            await anyio.wait_all_tasks_blocked()  # connected, waiting for the server's hello
+            await transport.aclose()
+            sock, _ = listener.accept()  # only now does the server take the connection
+            sock.setblocking(False)
+            peer = Peer(context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False))
+            with contextlib.suppress(OSError):
+                await peer.handshake()
+                if await peer.read_request() is not None:
+                    await peer.send(OK)
+        peer.close()
+    assert [str(e) for e in failures] == ["the client was closed"]
+    assert transport.connections == 0

@@ -19,6 +19,7 @@ from falcon_mc import (
     AffectedEntity,
     AggregateQuery,
     AggregationResult,
+    APIConnectionError,
     APIResponseValidationError,
     AsyncMessageCenter,
     Attachment,
@@ -370,6 +371,7 @@ async def test_download_case_attachment_streams(
         saved = await download.save(tmp_path)
     assert dict(route.calls.last.request.url.params) == {"id": "a-1"}
     assert route.calls.last.request.headers["Accept"] == "*/*"  # the reply is a file
+    assert route.calls.last.request.headers["Accept-Encoding"] == "identity"  # no gzip bomb
     assert saved == tmp_path / "x.png" and saved.read_bytes() == payload
     assert not list(tmp_path.glob("*.part"))
 
@@ -390,6 +392,41 @@ async def test_a_compressed_download_is_checked_against_the_bytes_on_the_wire(
     async with mc.download_case_attachment("a-1") as download:
         saved = await download.save(tmp_path)
     assert saved.read_bytes() == text
+
+
+async def test_a_download_made_in_memory_is_read(tmp_path: Path) -> None:
+    # httpx.MockTransport replies are in memory: no bytes "on the wire" to count
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/oauth2/token":
+            return httpx.Response(201, json={"access_token": "t", "expires_in": 1799})
+        return httpx.Response(200, content=b"hello", headers={"Content-Type": "text/plain"})
+
+    async with (
+        AsyncMessageCenter(client_id="i", client_secret="s",
+                           transport=httpx.MockTransport(handler)) as mc,
+        mc.download_case_attachment("a-1") as download,
+    ):
+        assert await download.aread() == b"hello"
+
+
+async def test_a_reply_that_does_not_decode_is_a_connection_error(
+    mc: AsyncMessageCenter, router: respx.MockRouter
+) -> None:
+    # httpx.DecodingError is not an httpx.TransportError: it escaped as itself
+    broken = {"Content-Encoding": "gzip", "Content-Type": "application/json"}
+    router.get("/message-center/queries/cases/v1").respond(
+        200, stream=httpx.ByteStream(b"not gzip"), headers=broken)
+    router.get("/message-center/entities/case-attachment/v1").respond(
+        200, stream=httpx.ByteStream(b"not gzip"), headers=broken)
+    with pytest.raises(APIConnectionError, match="could not be decoded"):
+        await mc.query_cases()
+    with pytest.raises(APIConnectionError, match="could not be decoded"):
+        await _read_download(mc, "a-1")
+
+
+async def _read_download(mc: AsyncMessageCenter, attachment_id: str) -> bytes:
+    async with mc.download_case_attachment(attachment_id) as download:
+        return await download.aread()
 
 
 async def test_a_compressed_download_cut_short_is_detected(

@@ -205,6 +205,22 @@ async def test_no_secret_or_token_in_reprs_errors_or_debug_logs_of_a_whole_sessi
     assert leaks(log_texts(caplog), secrets) == []
 
 
+@pytest.mark.parametrize("token", ["eyJ.Zq9w7Xk ", "eyJ.Zq9w7Xk\r\nX-Evil: 1", "eyJ.Zq9w7Xké"])
+async def test_a_token_the_http_layer_would_refuse_never_reaches_a_message(token: str) -> None:
+    """h11 refused the header quoting it, token included ("Illegal header value b'Bearer ..."),
+    and a non-ASCII token escaped as a bare UnicodeEncodeError."""
+    router = respx.MockRouter(assert_all_called=False)
+    router.post(f"{API}/oauth2/token").respond(201, json={"access_token": token,
+                                                          "expires_in": 1799})
+    query = router.get(f"{API}/message-center/queries/cases/v1")
+    async with AsyncMessageCenter(client_id=CLIENT_ID, client_secret=SECRET,
+                                  transport=httpx.MockTransport(router.async_handler)) as mc:
+        with pytest.raises(OAuthError) as info:
+            await mc.query_cases()
+    assert "Zq9w7Xk" not in "".join(traceback.format_exception(info.value))
+    assert not query.called
+
+
 async def test_secret_is_masked_in_the_token_manager_state() -> None:
     mc = AsyncMessageCenter(client_id=CLIENT_ID, client_secret=SECRET)
     try:

@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import copy
 import random
+import re
 from collections.abc import Callable
 
 import anyio
 import httpx
-from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, field_validator
 
 from ._cloud import Cloud, cloud_named
 from ._exceptions import APIConnectionError, APITimeoutError, FalconError, OAuthError
@@ -40,10 +41,22 @@ REFRESH_RETRY = 10.0
 """Seconds after a failed early refresh before the next one (the current token serves meanwhile)."""
 
 
+#: RFC 6750's token68: what a bearer token may hold. Anything else (a space, CR/LF, non-ASCII)
+#: would be refused by the HTTP layer, whose error message quotes the header, token included.
+_TOKEN68 = re.compile(r"[A-Za-z0-9._~+/-]+=*")
+
+
 class _TokenReply(BaseModel):
     model_config = ConfigDict(extra="allow")
     access_token: SecretStr
     expires_in: float = 1799.0
+
+    @field_validator("access_token")
+    @classmethod
+    def _token68(cls, token: SecretStr) -> SecretStr:
+        if not _TOKEN68.fullmatch(token.get_secret_value()):
+            raise ValueError("not a bearer token")  # pydantic's message never shows the value
+        return token
     token_type: str = "bearer"  # noqa: S105
 
 
@@ -85,6 +98,7 @@ class TokenManager:
         self._generation = 0  # fetches finished, successful or not
         self._error: FalconError | None = None  # the last fetch's failure (None: it succeeded)
         self._lock = anyio.Lock()
+        self._closed = False  # revoked for good (the client was closed)
         self._rng = random.Random()
         self.fetch_count = 0
 
@@ -192,7 +206,7 @@ class TokenManager:
                 ) from None
             logger.debug("token request timed out: %s", type(exc).__name__)
             return None
-        except httpx.TransportError as exc:
+        except (httpx.TransportError, httpx.DecodingError) as exc:
             if last:
                 raise APIConnectionError(
                     f"token request failed: {type(exc).__name__}", may_have_been_applied=False
@@ -207,7 +221,7 @@ class TokenManager:
             reply = _TOKEN_REPLY(response.content)
         except ValidationError:
             raise OAuthError(
-                "token endpoint sent a reply without an access token",
+                "token endpoint sent a reply without a usable access token",
                 status_code=response.status_code,
                 trace_id=trace_id,
             ) from None
@@ -225,6 +239,9 @@ class TokenManager:
                 await self._fetch()
                 return
         self._autodiscover = False
+        if self._closed:  # the client was closed while this token was on its way
+            await self._revoke(reply.access_token, REVOKE_PATH)
+            raise APIConnectionError("the client was closed", may_have_been_applied=False)
         self._token = reply.access_token
         # counted from when the request was sent: the token cannot have been issued earlier
         self._expires_at = sent_at + reply.expires_in
@@ -234,10 +251,14 @@ class TokenManager:
         logger.debug("token fetched, expires in %.0f s", reply.expires_in)
 
     async def revoke(self) -> None:
-        """Revoke the current token (best effort: never raises, bounded in time)."""
-        token, self._token = self._token, None
-        if token is not None:
-            await self._revoke(token, REVOKE_PATH)
+        """Revoke the current token, for good (best effort: never raises; at most 5 s, even
+        when cancelled). A fetch in flight is waited for: the token it brings is revoked too."""
+        self._closed = True
+        with anyio.move_on_after(5, shield=True):
+            async with self._lock:
+                token, self._token = self._token, None
+                if token is not None:
+                    await self._revoke(token, REVOKE_PATH)
 
     async def _revoke(self, token: SecretStr, url: str) -> None:
         """Revoke ``token`` at ``url`` (best effort: failures are logged at DEBUG, never raised;

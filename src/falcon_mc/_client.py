@@ -10,6 +10,7 @@ import copy
 import io
 import operator
 import os
+import re
 import warnings
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -81,6 +82,8 @@ DEFAULT_MAX_IDS_PER_REQUEST = 500
 
 _IDS: TypeAdapter[Envelope[str]] = TypeAdapter(Envelope[str])
 _ID_PAGE = IdPage[str]  # parametrised once, at import
+#: ``type/subtype`` with optional parameters, and no control characters (CR/LF would add headers).
+_MEDIA_TYPE = re.compile(r"[\w.+-]+/[\w.+-]+(?:\s*;[^\x00-\x1f\x7f]*)?", re.ASCII)
 _AGGREGATE_KEYS = frozenset(AggregateQuery.model_fields) | {
     info.serialization_alias for info in AggregateQuery.model_fields.values()
     if info.serialization_alias
@@ -702,7 +705,9 @@ class AsyncMessageCenter:
         source, name = await self._file_source(data, path, file, name, self._max_attachment_bytes)
         validate_upload_filename(name)
         check_upload_size(source.size, self._max_attachment_bytes)
-        media = content_type or guess_upload_content_type(name)
+        media = guess_upload_content_type(name) if content_type is None else content_type
+        if not _MEDIA_TYPE.fullmatch(media):  # it goes into the part's headers as it is
+            raise InvalidArgumentError("content_type", f"not a media type: {media!r}")
 
         async def build() -> RequestBody:
             return MultipartUpload(

@@ -172,8 +172,9 @@ async def _trace(trace: Trace | None, name: str, request: httpx.Request) -> None
 class _Lane:
     """One HTTP/1.1 connection at most, opened on demand, and its h11 state."""
 
-    def __init__(self, ssl_context: ssl.SSLContext) -> None:
+    def __init__(self, ssl_context: ssl.SSLContext, closed: Callable[[], bool]) -> None:
         self._ssl_context = ssl_context
+        self._closed = closed  # whether the transport was closed: keep no connection open
         self._stream: ByteStream | None = None
         self._origin: Origin | None = None
         self._h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=_MAX_HEAD)
@@ -243,6 +244,8 @@ class _Lane:
             await self.close()
             written()  # opening a connection first: not worth holding other work back for
             self._stream = await self._connect(origin, timeouts.get("connect"), request, trace)
+            if self._closed():  # closed while this connection was being opened
+                raise httpx.ConnectError("the client was closed", request=request)
         stream = self._stream
         write_error: httpx.WriteError | None = None
         try:
@@ -378,7 +381,7 @@ class _Lane:
         done = self._h11.our_state is h11.DONE and self._h11.their_state is h11.DONE
         leftover, closed = self._h11.trailing_data  # bytes past the reply, or the server's EOF
         if (
-            done and not leftover and not closed
+            done and not leftover and not closed and not self._closed()
             and self._stream is not None and not _tls_leftover(self._stream)
         ):
             self._h11.start_next_cycle()
@@ -454,7 +457,8 @@ class LaneTransport(httpx.AsyncBaseTransport):
         if lanes < 1:
             raise ValueError(f"lanes must be at least 1, got {lanes}")
         self.ssl_context = httpx.create_ssl_context()
-        self.lanes = [_Lane(self.ssl_context) for _ in range(lanes)]
+        self._closed = False
+        self.lanes = [_Lane(self.ssl_context, lambda: self._closed) for _ in range(lanes)]
         self._free = self.lanes[::-1]  # pop() takes the most recently released lane
         self._slots = anyio.Semaphore(lanes, fast_acquire=True)
         self._writing: set[anyio.Event] = set()  # one per request being written, set when out
@@ -537,7 +541,9 @@ class LaneTransport(httpx.AsyncBaseTransport):
         return written
 
     async def aclose(self) -> None:
-        """Close every lane's connection."""
+        """Close every lane's connection; replies being read close theirs when done, and a
+        connection being opened is closed once open."""
+        self._closed = True
         for lane in self.lanes:
             await lane.close()
 

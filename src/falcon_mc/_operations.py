@@ -15,9 +15,12 @@ GET_CASE_ACTIVITY = Operation(
 ADD_CASE_ACTIVITY = Operation(
     "CaseAddActivity", "POST", "/message-center/entities/case-activity/v1", idempotent=False
 )
-# the reply is the file, in any of the spec's many types (JSON only for errors): accept them all
+# The reply is the file, in any of the spec's many types (JSON only for errors): accept them
+# all. Not compressed: the types are mostly compressed already, and a decoded chunk could
+# otherwise be any size (a small gzip body can decode to gigabytes).
 DOWNLOAD_CASE_ATTACHMENT = Operation(
-    "CaseDownloadAttachment", "GET", "/message-center/entities/case-attachment/v1", True, "*/*"
+    "CaseDownloadAttachment", "GET", "/message-center/entities/case-attachment/v1", True,
+    (("Accept", "*/*"), ("Accept-Encoding", "identity")),
 )
 ADD_CASE_ATTACHMENT = Operation(
     "CaseAddAttachment", "POST", "/message-center/entities/case-attachment/v1", idempotent=False

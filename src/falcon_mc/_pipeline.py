@@ -43,17 +43,21 @@ E = TypeVar("E")
 
 USER_AGENT = f"falcon-mc/{__version__}"
 
+#: The most of an error reply's body that is read (an error envelope is a few hundred bytes; a
+#: proxy's error page, or a misbehaving server, could send any amount).
+MAX_ERROR_BODY = 1024 * 1024
+
 
 @dataclass(frozen=True)
 class Operation:
     """One Message Center operation: its spec operationId, method, route and idempotency, and
-    the ``Accept`` header of its requests."""
+    the headers that say what its replies may be."""
 
     id: str
     method: str
     path: str
     idempotent: bool
-    accept: str = "application/json"
+    headers: tuple[tuple[str, str], ...] = (("Accept", "application/json"),)
 
 
 @dataclass(frozen=True)
@@ -281,11 +285,7 @@ class Pipeline:
         content: bytes | None,
         body: BodyFactory | None,
     ) -> httpx.Request:
-        headers = {
-            "Authorization": f"Bearer {token}",
-            "Accept": op.accept,
-            "User-Agent": USER_AGENT,
-        }
+        headers = {"Authorization": f"Bearer {token}", "User-Agent": USER_AGENT, **dict(op.headers)}
         payload: bytes | httpx.AsyncByteStream | None = content
         if content is not None:
             headers["Content-Type"] = "application/json"
@@ -332,12 +332,20 @@ class Pipeline:
                 APITimeoutError(f"{op.id}: timed out ({type(exc).__name__})"),
             ) from None
         except httpx.TransportError as exc:
+            # a LocalProtocolError quotes our own request's headers (the bearer token): not
+            # its text; the server's protocol errors only say what it sent
+            said = "" if isinstance(exc, httpx.LocalProtocolError) else f": {exc}"
             raise _Attempt(
                 Failure.AMBIGUOUS,
-                APIConnectionError(f"{op.id}: connection failed ({type(exc).__name__}: {exc})"),
+                APIConnectionError(f"{op.id}: connection failed ({type(exc).__name__}{said})"),
+            ) from None
+        except httpx.DecodingError as exc:  # a transport that reads the body (MockTransport)
+            raise _Attempt(
+                Failure.AMBIGUOUS,
+                APIConnectionError(f"{op.id}: the reply could not be decoded ({type(exc).__name__})"),
             ) from None
         self.gate.record(RateLimit.from_headers(response.headers))
-        if not stream or not response.is_success:
+        if not stream and response.is_success:
             await self._read(op, response)
         logger.debug(
             "%s %s -> %d in %.3fs (trace id %s)",
@@ -349,9 +357,18 @@ class Pipeline:
         )
         return response
 
-    async def _read(self, op: Operation, response: httpx.Response) -> None:
+    async def _read(self, op: Operation, response: httpx.Response, *, limit: int = 0) -> bytes:
+        """The reply's body (its first ``limit`` bytes only, if given; the rest is not read);
+        the response is closed afterwards."""
         try:
-            await response.aread()
+            if not limit:
+                return await response.aread()
+            body = bytearray()
+            async for chunk in response.aiter_bytes():
+                body += chunk
+                if len(body) >= limit:
+                    break
+            return bytes(body[:limit])
         except httpx.TimeoutException as exc:
             raise _Attempt(
                 Failure.AMBIGUOUS,
@@ -360,11 +377,12 @@ class Pipeline:
                     trace_id=_trace_id(response),
                 ),
             ) from None
-        except httpx.TransportError as exc:
+        except (httpx.TransportError, httpx.DecodingError) as exc:
+            cause = "could not be decoded" if isinstance(exc, httpx.DecodingError) else "was cut short"
             raise _Attempt(
                 Failure.AMBIGUOUS,
                 APIConnectionError(
-                    f"{op.id}: the reply was cut short ({type(exc).__name__})",
+                    f"{op.id}: the reply {cause} ({type(exc).__name__})",
                     trace_id=_trace_id(response),
                 ),
             ) from None
@@ -373,13 +391,12 @@ class Pipeline:
 
     async def _status_failure(self, op: Operation, response: httpx.Response) -> _Attempt:
         """Turn an error status into the typed exception, wrapped for the retry decision."""
-        if not response.is_closed:
-            await self._read(op, response)
+        body = await self._read(op, response, limit=MAX_ERROR_BODY)
         status = response.status_code
         errors: list[ErrorDetail] = []
         meta_trace: str | None = None
         try:
-            envelope = _ERROR_ENVELOPE.validate_json(response.content)
+            envelope = _ERROR_ENVELOPE.validate_json(body)
         except ValidationError:
             pass
         else:

@@ -116,7 +116,13 @@ class AttachmentDownload:
                 f"({type(exc).__name__})",
                 trace_id=self.trace_id,
             ) from None
-        wire = self._response.num_bytes_downloaded
+        except httpx.DecodingError as exc:  # a compressed body that does not decode
+            raise APIConnectionError(
+                f"download of {self.id} could not be decoded ({type(exc).__name__})",
+                trace_id=self.trace_id,
+            ) from None
+        # the bytes on the wire; a reply made in memory (httpx.MockTransport, respx) has none
+        wire = self._response.num_bytes_downloaded or received
         if self._wire_length is not None and wire != self._wire_length:
             raise APIResponseValidationError(
                 f"download of {self.id}: got {wire} bytes, Content-Length said "
