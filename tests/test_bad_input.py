@@ -132,6 +132,14 @@ CASES: list[tuple[str, str, Call]] = [
     ("upload missing user_uuid", "user_uuid", lambda mc, _: mc.add_case_attachment(
         case_id="c", user_uuid="", file_data=b"x", filename="x.txt")),
     ("download empty id", "id", lambda mc, _: mc.download_case_attachment("").__aenter__()),
+    # lone surrogates (undecodable bytes from argv or a file): UnicodeEncodeError deep in
+    # httpx, or sent on as JSON escapes the server fails on
+    ("filter not Unicode", "filter", lambda mc, _: _query(mc, filter="case.title:'caf\udce9'")),
+    ("title not Unicode", "title", lambda mc, _: mc.create_case_v2(
+        content="c", title="caf\udce9", type="fc:contact")),
+    ("ids not Unicode", "ids", lambda mc, _: mc.get_cases(["c-\udce9"])),
+    ("a detection not Unicode", "body", lambda mc, _: mc.create_case_v2(
+        content="c", title="t", type="fc:contact", detections=[{"id": "ldt:\udce9"}])),
     # it went into the part's headers as given: CR/LF added a second Content-Disposition
     ("upload content_type with CR/LF", "content_type", lambda mc, _: mc.add_case_attachment(
         case_id="c", user_uuid="u", file_data=b"x", filename="x.txt",

@@ -14,6 +14,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import click
 import pytest
 from typer.testing import CliRunner, Result
 
@@ -118,15 +119,17 @@ def test_python_dash_m() -> None:
     assert proc.stdout.strip() == f"falcon-mc {__version__}"
 
 
-def test_a_reader_that_stops_early_ends_the_command_quietly() -> None:
-    # ``falcon-mc export | head -c 100``: exit 141 (128 + SIGPIPE) without an error message
-    process = subprocess.Popen(
-        [sys.executable, "-m", "falcon_mc", "--emulator", "export"],
+@pytest.mark.parametrize("command", [["export"], ["cases", "list", "--limit", "500"]],
+                         ids=["lines", "a-table"])
+def test_a_reader_that_stops_early_ends_the_command_quietly(command: list[str]) -> None:
+    # ``falcon-mc export | head -c 100``: exit 141 (128 + SIGPIPE) without an error message;
+    # tables went through rich, which exited 1 on its own
+    process = subprocess.Popen(  # noqa: S603 - our own command line
+        [sys.executable, "-m", "falcon_mc", "--emulator", *command],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )
     assert process.stdout is not None
-    assert process.stdout.read(100)
-    process.stdout.close()
+    process.stdout.close()  # the reader is gone before anything is written (``| true``)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 141, stderr
     assert b"error" not in stderr and b"Traceback" not in stderr, stderr
@@ -305,6 +308,48 @@ def test_activities_list(served: str, emu: Emulator) -> None:
     assert all(r["case_id"] == case_id for r in rows)
     table = ok(["--base-url", served, "activities", "list", case_id, "--limit", "1"])
     assert "1 activities" in table.stderr
+
+
+def test_text_from_stdin_must_be_utf8(served: str, emu: Emulator) -> None:
+    # a UnicodeDecodeError traceback (or, in a C locale, lone surrogates sent on)
+    case_id = a_case(emu)
+    before = len(emu.activities)
+    result = invoke(["--base-url", served, "cases", "comment", case_id, "-",
+                     "--user-uuid", "u-1"], input=b"caf\xe9 au lait\n")  # type: ignore[arg-type]
+    assert result.exit_code == 2
+    assert "stdin is not UTF-8 text (byte 3 is 0xe9)" in result.stderr
+    assert len(emu.activities) == before
+
+
+def test_a_secret_prompt_interrupted_is_an_interrupt(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Ctrl-C at the prompt is click's Abort: "Aborted." and exit 1, not the documented 130
+    def interrupted(*args: object, **kwargs: object) -> str:
+        raise click.exceptions.Abort
+
+    monkeypatch.setattr("typer.prompt", interrupted)
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True)
+    with pytest.raises(KeyboardInterrupt):
+        core.resolve_target(core.GlobalOptions(client_id="someone"), core.Output(json_mode=False))
+    assert describe_error(KeyboardInterrupt())[0] == 130
+
+
+@pytest.mark.parametrize("kind", ["range", "date_range"])
+def test_aggregations_with_bounds_point_to_json(kind: str) -> None:
+    result = invoke(["--emulator", "aggregate", "--field", "case.created_time", "--type", kind])
+    assert result.exit_code == 2
+    assert "--json" in result.stderr
+
+
+def test_tables_fold_text_that_does_not_fit_instead_of_cropping_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # at 80 columns "Request for a call with our account team" showed as "Request / call wit"
+    monkeypatch.setenv("COLUMNS", "80")
+    table = ok(["--emulator", "cases", "list", "--limit", "100"]).stdout
+    rows = json_lines(ok(["--emulator", "--json", "cases", "list", "--limit", "100"]).stdout)
+    words = set(table.split())
+    assert max(len(line) for line in table.splitlines()) <= 80
+    assert [w for row in rows for w in row["title"].split() if w not in words] == []
 
 
 def test_names_from_the_server_are_shown_as_written_not_as_markup(
@@ -566,6 +611,9 @@ def test_an_unknown_cloud_is_a_usage_error() -> None:
         (PermissionDeniedError("403", status_code=403), 4),
         (NotFoundError("404", status_code=404), 5),
         (RateLimitError("429", status_code=429, retry_after=2.0), 6),
+        # the token endpoint busy or failing is no reason to doubt the credentials
+        (OAuthError("busy", status_code=429), 6),
+        (OAuthError("down", status_code=503), 1),
         (BadRequestError("400", status_code=400), 7),
         (ConflictError("409", status_code=409, trace_id="t-1"), 1),
         (InternalServerError("503", status_code=503, trace_id="t-2"), 1),
@@ -593,6 +641,19 @@ def test_unexpected_errors_are_not_swallowed() -> None:
 
 
 # -- the emulator command ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("host", "shown"), [
+    ("0.0.0.0", "http://127.0.0.1:8123"), ("::", "http://[::1]:8123"),  # noqa: S104
+    ("::1", "http://[::1]:8123"), ("localhost", "http://localhost:8123"),
+])
+def test_the_emulator_suggests_a_base_url_the_client_takes(
+    monkeypatch: pytest.MonkeyPatch, host: str, shown: str
+) -> None:
+    # http://0.0.0.0:8123 is refused (plain http off loopback), http://::1:8123 is not a URL
+    monkeypatch.setattr(Emulator, "run", lambda self, host, port: None)
+    result = ok(["emulator", "--host", host, "--port", "8123", "--cases", "1"])
+    assert f"--base-url {shown} " in result.stderr
 
 
 def test_emulator_command(monkeypatch: pytest.MonkeyPatch) -> None:

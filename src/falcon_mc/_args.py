@@ -15,6 +15,7 @@ from ._exceptions import InvalidArgumentError
 from .fql import Filter, check_filter
 
 __all__ = [
+    "NOT_UNICODE",
     "build_model",
     "check_count",
     "check_limit",
@@ -23,6 +24,7 @@ __all__ = [
     "check_sort",
     "check_text",
     "check_timeout",
+    "check_unicode",
     "normalize_filter",
     "normalize_ids",
 ]
@@ -32,13 +34,29 @@ MAX_LIMIT = 500
 M = TypeVar("M", bound=BaseModel)
 
 
+NOT_UNICODE = (
+    "holds text that is not valid Unicode (a lone surrogate: what undecodable bytes from the "
+    "command line or a file become in Python)"
+)
+
+
+def check_unicode(argument: str, text: str) -> str:
+    """``text`` must encode as UTF-8 (httpx would raise ``UnicodeEncodeError`` deep inside, or
+    JSON carry an escaped lone surrogate, which servers fail on)."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        raise InvalidArgumentError(argument, NOT_UNICODE) from None
+    return text
+
+
 def check_text(argument: str, value: object) -> str:
-    """A required, non-empty string."""
+    """A required, non-empty string of valid Unicode."""
     if not isinstance(value, str):
         raise InvalidArgumentError(argument, f"expected a string, got {type(value).__name__}")
     if not value.strip():
         raise InvalidArgumentError(argument, "must not be empty")
-    return value
+    return check_unicode(argument, value)
 
 
 def check_count(argument: str, value: object, *, minimum: int) -> int:
@@ -124,7 +142,7 @@ def normalize_filter(value: object) -> str | None:
         text = value
     else:
         raise InvalidArgumentError("filter", f"expected a string or fql.Filter, got {value!r}")
-    check_filter(text)
+    check_filter(check_unicode("filter", text))
     return text
 
 
@@ -145,7 +163,7 @@ def normalize_ids(ids: object, *, argument: str = "ids") -> list[str]:
         )
     if not items:
         raise InvalidArgumentError(argument, "at least one id is required")
-    return list(dict.fromkeys(items))
+    return [check_unicode(argument, item) for item in dict.fromkeys(items)]
 
 
 # Wire key -> the Python keyword that fills it (FalconPy's convention).

@@ -19,6 +19,7 @@ import anyio
 import httpx
 from pydantic import TypeAdapter, ValidationError
 
+from ._args import NOT_UNICODE
 from ._auth import TokenManager
 from ._exceptions import (
     APIConnectionError,
@@ -26,6 +27,7 @@ from ._exceptions import (
     APIResponseValidationError,
     APIStatusError,
     APITimeoutError,
+    InvalidArgumentError,
     RateLimitError,
     status_error_class,
 )
@@ -236,7 +238,7 @@ class Pipeline:
             try:
                 async with self._slot:
                     if content is None and json_body is not None:  # once, and only once sending
-                        content = json.dumps(json_body, separators=(",", ":")).encode()
+                        content = _json_bytes(json_body)
                     # the others holding a slot are in flight (or about to be)
                     await self.gate.wait(int(self.limiter.borrowed_tokens) - 1)
                     token = await self.auth.get()
@@ -427,6 +429,15 @@ class Pipeline:
         if status < 500:
             raise error  # final: a 3xx/4xx is never retried
         return _Attempt(Failure.SERVER_ERROR, error)
+
+
+def _json_bytes(body: object) -> bytes:
+    """``body`` as compact UTF-8 JSON; text that is not valid Unicode is refused (JSON would
+    carry it as an escaped lone surrogate, which servers fail on)."""
+    try:
+        return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        raise InvalidArgumentError("body", NOT_UNICODE) from None
 
 
 def _first_problem(exc: ValidationError) -> str:

@@ -98,9 +98,17 @@ async def _closing(iterator: AsyncIterator[T]) -> AsyncGenerator[AsyncIterator[T
             await aclose()
 
 
-def _read_text(value: str) -> str:
-    """``-`` means: read the text from stdin."""
-    return sys.stdin.read() if value == "-" else value
+async def _read_text(value: str, argument: str = "content") -> str:
+    """``-`` means: read the text from stdin, as UTF-8."""
+    if value != "-":
+        return value
+    data: bytes = await anyio.to_thread.run_sync(sys.stdin.buffer.read)
+    try:
+        return data.decode()
+    except UnicodeDecodeError as exc:
+        raise InvalidArgumentError(
+            argument, f"stdin is not UTF-8 text (byte {exc.start} is {data[exc.start]:#04x})"
+        ) from None
 
 
 def _user_uuid(session: Session, given: str | None, *, required: bool) -> str | None:
@@ -213,11 +221,10 @@ def cases_create(
     ] = None,
 ) -> None:
     """Create a case (CreateCaseV2) and print its id."""
-    body = _read_text(content)
 
     async def work(s: Session) -> int:
         created = await s.mc.create_case_v2(
-            content=body, title=title, type=case_type,
+            content=await _read_text(content), title=title, type=case_type,
             user_uuid=_user_uuid(s, user_uuid, required=False),
             detections=[{"id": d} for d in detections or ()],
             incidents=[{"id": i} for i in incidents or ()],
@@ -239,9 +246,9 @@ def cases_update(
     content: Annotated[str, typer.Option(help="The new body ('-': read from stdin).")],
 ) -> None:
     """Replace a case's body (legacy UpdateCase route: older tenants only)."""
-    body = _read_text(content)
 
     async def work(s: Session) -> int:
+        body = await _read_text(content)
         s.out.note(
             "[yellow]note:[/] UpdateCase is a legacy route, removed from CrowdStrike's current "
             "API; it works on older tenants only"
@@ -267,11 +274,10 @@ def cases_comment(
     user_uuid: UserUuidOpt = None,
 ) -> None:
     """Add a comment to a case."""
-    body = _read_text(text)
 
     async def work(s: Session) -> int:
         reply = await s.mc.add_case_activity(
-            case_id=case_id, content=body, user_uuid=_user_uuid(s, user_uuid, required=True)
+            case_id=case_id, content=await _read_text(text), user_uuid=_user_uuid(s, user_uuid, required=True)
         )
         if s.out.json_mode:
             s.out.json({"case_id": case_id, "trace_id": reply.meta.trace_id})
@@ -440,6 +446,16 @@ def _aggregate_queries(
         raise typer.BadParameter(
             "pass --field (and --type) or --json '<array of queries>'", param_hint="--field"
         )
+    if kind in ("range", "date_range"):  # they need bounds, which only --json can give
+        raise typer.BadParameter(
+            f"a {kind} aggregation needs its {kind}s: pass the query with --json, e.g. "
+            + ("'[{\"name\": \"n\", \"type\": \"date_range\", \"field\": \"case.created_time\", "
+               "\"date_ranges\": [{\"from\": \"now-7d\", \"to\": \"now\"}]}]'"
+               if kind == "date_range" else
+               "'[{\"name\": \"n\", \"type\": \"range\", \"field\": \"...\", "
+               "\"ranges\": [{\"From\": 0, \"To\": 10}]}]'"),
+            param_hint="--type",
+        )
     query: dict[str, Any] = {
         "field": field, "type": kind, "name": name or f"by_{field.rsplit('.', 1)[-1]}",
     }
@@ -588,6 +604,16 @@ def export(
 # -- emulator ---------------------------------------------------------------------------------------
 
 
+def _url_host(host: str) -> str:
+    """``host`` as a client reaches it: a wildcard address means this machine (loopback, the
+    only plain-http host the client takes), an IPv6 address goes in brackets."""
+    if host in ("", "0.0.0.0"):  # noqa: S104 - naming it, not binding it
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host
+
+
 @global_options(skip=("json", "emulator", "cloud", "base_url", "member_cid", "client_id"))
 def emulator(
     ctx: typer.Context,
@@ -610,7 +636,7 @@ def emulator(
     emu = Emulator.seeded(n_cases=cases, seed=seed)
     emu.settings.latency = latency
     emu.settings.rate_limit_per_minute = rate_limit
-    url = f"http://{host}:{port}" if port else "<the URL it listens on>"
+    url = f"http://{_url_host(host)}:{port}" if port else "<the URL it listens on>"
     out.err.print(
         f"[bold]falcon-mc emulator[/]: {cases} cases (seed {seed}). Any non-empty client id and "
         "secret are accepted, for example:\n"

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, TypeVar, cast
 
 import anyio
+import click
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -225,11 +226,20 @@ def global_options(*, skip: Collection[str] = ()) -> Callable[[F], F]:
 PIPE_WIDTH = 160
 
 
+class _Console(Console):
+    """rich's console, but a reader gone away (``| head``) is a ``BrokenPipeError`` for
+    :func:`guard` to end quietly with, not rich's ``SystemExit(1)``."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        raise BrokenPipeError
+
+
 def console(*, stderr: bool) -> Console:
     """A rich console on stdout or stderr; wide when not a terminal (unless $COLUMNS is set)."""
     stream = sys.stderr if stderr else sys.stdout
     wide = not stream.isatty() and not os.environ.get("COLUMNS")
-    return Console(stderr=stderr, highlight=False, width=PIPE_WIDTH if wide else None)
+    return _Console(stderr=stderr, highlight=False, width=PIPE_WIDTH if wide else None)
 
 
 class Output:
@@ -317,7 +327,11 @@ def resolve_target(options: GlobalOptions, out: Output) -> Target:
     client_id = options.client_id or os.environ.get("FALCON_CLIENT_ID")
     secret = os.environ.get("FALCON_CLIENT_SECRET")
     if client_id and not secret and sys.stdin.isatty():
-        secret = typer.prompt("Client secret (FALCON_CLIENT_SECRET)", hide_input=True, err=True)
+        try:
+            secret = typer.prompt("Client secret (FALCON_CLIENT_SECRET)", hide_input=True,
+                                  err=True)
+        except click.exceptions.Abort:  # Ctrl-C (or end of input) at the prompt
+            raise KeyboardInterrupt from None
     if not client_id or not secret:
         missing = " and ".join(
             name
@@ -393,6 +407,13 @@ def describe_error(raised: BaseException) -> tuple[int, str, list[str]]:
         cli_name = _ARGUMENT_NAMES.get(argument) or _ARGUMENT_NAMES.get(head) or argument
         message = str(exc).removeprefix(f"{argument}: ")
         return ExitCode.USAGE, f"invalid {cli_name} ({argument}): {message}", []
+    if isinstance(exc, OAuthError) and exc.status_code is not None and (
+        exc.status_code == 429 or exc.status_code >= 500
+    ):  # the token endpoint was busy or failing: nothing wrong with the credentials
+        busy = exc.status_code == 429
+        return (ExitCode.RATE_LIMITED if busy else ExitCode.ERROR,
+                f"the token endpoint {'is rate limiting' if busy else 'failed'} "
+                f"(HTTP {exc.status_code}): {exc}", [])
     if isinstance(exc, OAuthError):
         status = f" (HTTP {exc.status_code})" if exc.status_code else ""
         return ExitCode.AUTH, f"authentication failed{status}: {exc}", [

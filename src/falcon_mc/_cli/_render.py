@@ -40,6 +40,12 @@ def fmt_time(moment: datetime | None) -> str:
     return moment.strftime("%Y-%m-%d %H:%M") if moment is not None else ""
 
 
+def _cell(text: str | None, style: str = "") -> Text:
+    """A table cell holding ``text`` as written (never read as markup), folded when too long
+    for its column (never cropped: cropping loses text)."""
+    return Text(text or "", style=style, overflow="fold")
+
+
 def _who(user: User | None) -> str:
     if user is None:
         return ""
@@ -48,16 +54,18 @@ def _who(user: User | None) -> str:
 
 def cases_table(cases: Iterable[Case], *, title: str | None = None) -> Table:
     """id, status, type, created, title."""
-    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
-    table.add_column("id", no_wrap=True, min_width=32, style="cyan")
-    table.add_column("status", min_width=6, overflow="fold")
-    table.add_column("type", min_width=10, overflow="fold")
-    table.add_column("created", min_width=10)
-    table.add_column("title", min_width=16, overflow="fold", ratio=1)
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    # shares of a narrow terminal, no minimum widths and no edge padding: rich crops a table
+    # whose minimums do not fit, and its text with it (at 80 columns: "Request / call wit")
+    table.add_column("id", ratio=2, overflow="fold", style="cyan")
+    table.add_column("status", ratio=1, overflow="fold")
+    table.add_column("type", ratio=1, overflow="fold")
+    table.add_column("created", ratio=1)
+    table.add_column("title", ratio=3, overflow="fold")
     for case in cases:
         table.add_row(
-            Text(case.id or ""), Text(case.status or ""), Text(case.type or ""),
-            fmt_time(case.created_time), Text(case.title or ""),
+            _cell(case.id), _cell(case.status), _cell(case.type),
+            fmt_time(case.created_time), _cell(case.title),
         )
     return table
 
@@ -77,7 +85,7 @@ def case_detail(case: Case) -> RenderableType:
     """One case in full: the fields in a grid, the body below."""
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold", no_wrap=True)
-    grid.add_column()
+    grid.add_column(overflow="fold")
     rows = [
         ("id", case.id or ""),
         ("key", case.key or ""),
@@ -92,7 +100,7 @@ def case_detail(case: Case) -> RenderableType:
         ("attachments", _attachments(case.attachments)),
     ]
     for name, value in rows:
-        grid.add_row(name, Text(value))
+        grid.add_row(name, _cell(value))
     body = Text(case.body or "", style="dim")
     return Panel(Group(grid, Text(""), body), title=Text(case.title or case.id or ""),
                  title_align="left")
@@ -102,7 +110,7 @@ def activities_table(
     activities: Iterable[CaseActivity], *, title: str | None = None, highlight: str | None = None
 ) -> Table:
     """created, type, author, body (the ``highlight`` body in bold)."""
-    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("created", min_width=10)
     table.add_column("type", min_width=7, overflow="fold")
     table.add_column("author", min_width=8, overflow="fold")
@@ -111,9 +119,9 @@ def activities_table(
     for activity in activities:
         style = "bold green" if highlight and activity.body == highlight else ""
         table.add_row(
-            fmt_time(activity.created_time), Text(activity.type or ""),
-            Text(_who(activity.created_by)), Text(activity.body or "", style=style),
-            Text(activity.id or ""),
+            fmt_time(activity.created_time), _cell(activity.type),
+            _cell(_who(activity.created_by)), _cell(activity.body, style=style),
+            _cell(activity.id),
         )
     return table
 
@@ -151,8 +159,8 @@ def aggregation_table(result: AggregationResult, *, last: int | None = None) -> 
     if len(shown) < len(buckets):
         title += f" (last {len(shown)} of {len(buckets)} buckets)"
     table = Table(title=title, title_justify="left")
-    table.add_column("bucket", no_wrap=True)
-    table.add_column("count", justify="right")
+    table.add_column("bucket", overflow="fold")
+    table.add_column("count", justify="right", no_wrap=True, min_width=5)
     has_value = any(b.value is not None for b in shown)
     if has_value:
         table.add_column("value", justify="right")
@@ -163,7 +171,7 @@ def aggregation_table(result: AggregationResult, *, last: int | None = None) -> 
     largest = max((b.count or 0 for b in shown), default=0)
     for bucket in shown:
         row: list[RenderableType] = [
-            Text(_label(bucket)), "" if bucket.count is None else str(bucket.count)
+            _cell(_label(bucket)), "" if bucket.count is None else str(bucket.count)
         ]
         if has_value:
             row.append(Text(
@@ -171,6 +179,6 @@ def aggregation_table(result: AggregationResult, *, last: int | None = None) -> 
             ))
         row.append(bar(bucket.count or 0, largest))
         if has_sub:
-            row.append(Text(_sub(bucket)))
+            row.append(_cell(_sub(bucket)))
         table.add_row(*row)
     return table
