@@ -7,7 +7,7 @@ import pytest
 
 from falcon_mc.emulator import Emulator
 
-from .helpers import FakeClock
+from .helpers import BASE, FakeClock
 
 QUERY = "/message-center/queries/cases/v1"
 
@@ -26,7 +26,6 @@ async def test_token_issued(anon: httpx.AsyncClient, emu: Emulator) -> None:
     assert set(body) == {"access_token", "expires_in", "token_type"}
     assert body["expires_in"] == 1234
     assert body["token_type"] == "bearer"
-    assert reply.headers["X-Cs-Region"] == "us-1"
     assert reply.headers["X-CS-TRACEID"]
     assert reply.headers["Content-Type"] == "application/json"
     assert emu.stats.tokens_issued == 1
@@ -114,17 +113,47 @@ async def test_unknown_route_and_method(http: httpx.AsyncClient) -> None:
     ("base", "region"),
     [
         ("https://api.crowdstrike.com", "us-1"),
+        ("https://api.eu-1.crowdstrike.com", "us-1"),
+        ("https://api.laggar.gcw.crowdstrike.com", "us-1"),
         ("http://127.0.0.1:8080", None),
         ("http://localhost:8080", None),
         ("http://[::1]:8080", None),
+        ("http://0.0.0.0:8080", None),
+        ("http://192.0.2.2:8080", None),
+        ("http://falcon-emulator:8080", None),
+        (BASE, None),
+        ("https://api.crowdstrike.com.evil.example", None),
     ],
 )
-async def test_region_header_not_sent_to_loopback(
+async def test_region_header_only_for_crowdstrike_hosts(
     emu: Emulator, base: str, region: str | None
 ) -> None:
+    """FalconPy follows X-Cs-Region whatever its base_url: an emulator reached by a LAN
+    address or a service name must not send it off to the real cloud."""
     async with httpx.AsyncClient(transport=emu.transport(), base_url=base) as client:
         reply = await token(client)
+    assert reply.status_code == 201
     assert reply.headers.get("X-Cs-Region") == region
+
+
+@pytest.mark.parametrize("host", ["API.CrowdStrike.com:443", "api.us-2.crowdstrike.com."])
+async def test_region_header_host_spellings(anon: httpx.AsyncClient, host: str) -> None:
+    reply = await anon.post(
+        "/oauth2/token", data={"client_id": "a", "client_secret": "b"}, headers={"Host": host}
+    )
+    assert reply.headers.get("X-Cs-Region") == "us-1"
+
+
+def test_region_header_not_sent_over_socket_to_a_service_name(emu: Emulator) -> None:
+    with emu.serve(host="0.0.0.0") as url, httpx.Client() as client:  # noqa: S104
+        port = url.rsplit(":", 1)[1]
+        reply = client.post(
+            f"http://127.0.0.1:{port}/oauth2/token",
+            data={"client_id": "a", "client_secret": "b"},
+            headers={"Host": f"falcon-emulator:{port}"},
+        )
+    assert reply.status_code == 201
+    assert "X-Cs-Region" not in reply.headers
 
 
 async def test_region_header_can_be_disabled(anon: httpx.AsyncClient, emu: Emulator) -> None:

@@ -7,13 +7,14 @@ import signal
 import socket
 import threading
 from collections.abc import AsyncIterator, Iterator, MutableMapping
+from types import ModuleType
 from typing import Any
 
 import anyio
 import httpx
 import pytest
 
-from falcon_mc.emulator import ConnectionDropped, Emulator
+from falcon_mc.emulator import ConnectionDropped, Emulator, _aggregate, _app
 
 from .helpers import BASE
 
@@ -231,3 +232,25 @@ async def test_failing_request_stream_propagates(http: httpx.AsyncClient) -> Non
 
     with pytest.raises(RuntimeError, match="sender broke"):
         await http.post("/message-center/entities/cases/GET/v1", content=body())
+
+
+
+@pytest.mark.parametrize("module", [_app, _aggregate])
+async def test_cases_added_during_a_request(
+    http: httpx.AsyncClient, emu: Emulator, monkeypatch: pytest.MonkeyPatch, module: ModuleType
+) -> None:
+    """A test thread may add cases while the server thread walks them (``emu.serve()``): here
+    the addition happens, deterministically, in the middle of the walk."""
+    resolver = module.case_resolver
+
+    def resolve_and_add(store: Any, case: dict[str, Any]) -> Any:
+        if len(emu.cases) < 10:
+            emu.add_case(title="added meanwhile", status="open")
+        return resolver(store, case)
+
+    monkeypatch.setattr(module, "case_resolver", resolve_and_add)
+    query = await http.get(QUERY, params={"filter": "case.status:'open'"})
+    terms = [{"field": "case.status", "name": "s", "type": "terms"}]
+    counts = await http.post("/message-center/aggregates/cases/GET/v1", json=terms)
+    assert (query.status_code, counts.status_code) == (200, 200)
+    assert len(emu.cases) > 6

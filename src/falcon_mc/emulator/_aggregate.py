@@ -511,6 +511,7 @@ def aggregate(
                 f"aggregation {query.get('name', i)!r}: at most {MAX_DEPTH} levels of "
                 "sub_aggregates are allowed"
             )
-    docs: list[Doc] = [(case, case_resolver(store, case)) for case in store.cases.values()]
+    cases = list(store.cases.values())  # a snapshot: another thread may add cases meanwhile
+    docs: list[Doc] = [(case, case_resolver(store, case)) for case in cases]
     runner = _Aggregator(store, now)
     return [runner.run(query, docs, f"aggregation #{i}") for i, query in enumerate(queries)]

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import ipaddress
 import json
 import logging
 import re
 import time
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from email.utils import formatdate
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote
 
@@ -73,6 +73,13 @@ _JSON_LIMIT = 16 * 2**20
 _MULTIPART_OVERHEAD = 2**20
 _NAME_FIRST = re.compile(r"[A-Za-z0-9_-]")
 _NAME_CHARS = re.compile(r"[A-Za-z0-9\-_.\s]*")
+#: The API host names of the four clouds: the only ``Host`` a token reply names a region to.
+CROWDSTRIKE_API_HOSTS = frozenset({
+    "api.crowdstrike.com",
+    "api.us-2.crowdstrike.com",
+    "api.eu-1.crowdstrike.com",
+    "api.laggar.gcw.crowdstrike.com",
+})
 UPLOAD_EXTENSIONS = (
     "png", "bmp", "jpg", "jpeg", "gif", "pdf", "doc", "docx", "xls", "xlsx", "pptx", "txt", "csv"
 )
@@ -98,7 +105,8 @@ class RateLimiter:
             self.window.popleft()
         budget = DEFAULT_RATE_LIMIT if limit is None else limit
         if limit is not None and len(self.window) >= limit:
-            return False, 0, self.window[0] + 60.0 if self.window else now + 60.0
+            # the request fits once all but ``limit - 1`` of the window's requests have aged out
+            return False, 0, self.window[-limit] + 60.0 if limit > 0 else now + 60.0
         self.window.append(now)
         return True, max(0, budget - len(self.window)), self.window[0] + 60.0
 
@@ -124,10 +132,14 @@ class _Ctx:
         self.remaining = service.limiter.remaining(
             service.emu.clock(), settings.rate_limit_per_minute
         )
+        self.date = formatdate(service.emu.wall_clock(), usegmt=True)
         self.extra: list[tuple[str, str]] = []
 
     def headers(self) -> list[tuple[str, str]]:
+        """The headers of every reply: ``Date`` (by ``wall_clock``, the clock that
+        ``X-RateLimit-RetryAfter`` is reckoned by), the trace id, the rate-limit headers."""
         return [
+            ("Date", self.date),
             ("X-CS-TRACEID", self.trace_id),
             ("X-RateLimit-Limit", str(self.limit)),
             ("X-RateLimit-Remaining", str(self.remaining)),
@@ -217,48 +229,60 @@ class Service:
             ctx.extra.append(("Allow", ", ".join(sorted(methods))))
             return self.fail(ctx, 405, f"method {request.method} not allowed on {path}")
         emu.stats.requests[operation] += 1
-        fired = emu.faults.draw(operation)
-        for kind in fired:
-            emu.stats.faults[kind] += 1
-        delay = emu.settings.latency + (fired["latency"].delay if "latency" in fired else 0.0)
+        drawn = emu.faults.draw(operation)
+        latency = self.apply_fault(drawn, "latency")
+        delay = emu.settings.latency + (latency.delay if latency is not None else 0.0)
         # The reply leaves ``delay`` after the request arrived, the work being done meanwhile (as
         # on a server farm): requests that arrive together are answered together, not one
         # handler's run after another.
         reply_at = anyio.current_time() + delay
-        reply = await self._answer(ctx, operation, fired)
+        reply = await self._answer(ctx, operation, drawn)
         if delay > 0:
             await anyio.sleep_until(reply_at)
         return reply
 
-    async def _answer(self, ctx: _Ctx, operation: str, fired: dict[FaultKind, FaultRule]) -> Reply:
+    def apply_fault(
+        self, drawn: dict[FaultKind, FaultRule], kind: FaultKind
+    ) -> FaultRule | None:
+        """The drawn rule of ``kind``, counted as fired (rule and stats), if it is to be injected.
+
+        Called only at the point where that fault takes effect: a reply of higher precedence
+        (``drop_before``, 401, 429, ``status``...) leaves the rules it pre-empts uncounted.
+        """
+        rule = drawn.get(kind)
+        if rule is None or not self.emu.faults.apply(rule):
+            return None
+        self.emu.stats.faults[kind] += 1
+        return rule
+
+    async def _answer(self, ctx: _Ctx, operation: str, drawn: dict[FaultKind, FaultRule]) -> Reply:
         emu = self.emu
         request = ctx.request
-        if "drop_before" in fired:
+        if self.apply_fault(drawn, "drop_before") is not None:
             return Reply.dropped()
         is_mc = operation in MC_OPERATIONS
         if is_mc and not self.authorized(request):
             return self.fail(ctx, 401, "access denied, invalid bearer token")
-        if "rate_limit" in fired:
-            return self.too_many(ctx, emu.wall_clock() + fired["rate_limit"].retry_after)
+        if (limited := self.apply_fault(drawn, "rate_limit")) is not None:
+            return self.too_many(ctx, emu.wall_clock() + limited.retry_after)
         if is_mc:
             now = emu.clock()
             allowed, remaining, free_at = self.limiter.hit(now, emu.settings.rate_limit_per_minute)
             ctx.remaining = remaining
             if not allowed:
                 return self.too_many(ctx, emu.wall_clock() + (free_at - now))
-        if "status" in fired:
-            rule = fired["status"]
-            return self.fail(ctx, rule.status, rule.message or _reason(rule.status))
+        if (failing := self.apply_fault(drawn, "status")) is not None:
+            return self.fail(ctx, failing.status, failing.message or _reason(failing.status))
         try:
             reply = await self.handlers[operation](ctx)
         except _BadRequest as exc:
             reply = self.fail(ctx, exc.status, exc.message, exc.id)
-        if "drop_after" in fired:
+        if self.apply_fault(drawn, "drop_after") is not None:
             return Reply.dropped()
-        if "truncate" in fired:
-            reply = await _truncate(reply, fired["truncate"])
-        if "slow_body" in fired:
-            reply.chunks = _slow(reply.iter_chunks(), fired["slow_body"])
+        if (truncating := self.apply_fault(drawn, "truncate")) is not None:
+            reply = await _truncate(reply, truncating)
+        if (slow := self.apply_fault(drawn, "slow_body")) is not None:
+            reply.chunks = _slow(reply.iter_chunks(), slow)
         return reply
 
     def too_many(self, ctx: _Ctx, retry_at_epoch: float) -> Reply:
@@ -317,7 +341,7 @@ class Service:
             return self.fail(ctx, 403, "Failed to issue access token - Not Authorized")
         token, ttl = self.issue_token()
         region = self.emu.settings.region
-        if region and not _is_loopback(ctx.request.headers.get("host", "")):
+        if region and _is_crowdstrike_api_host(ctx.request.headers.get("host", "")):
             ctx.extra.append(("X-Cs-Region", region))
         body = {"access_token": token, "expires_in": ttl, "token_type": "bearer"}
         return Reply.json(201, body, ctx.headers())
@@ -413,7 +437,8 @@ class Service:
         sort = self.sorting(ctx, CASE_SORTS, "case.")
         node = self.parse_filter(ctx, CASE_FILTER_FIELDS)
         store = self.emu._store
-        hits = [c for c in store.cases.values() if _fql.evaluate(node, case_resolver(store, c))]
+        cases = list(store.cases.values())  # a snapshot: another thread may add cases meanwhile
+        hits = [c for c in cases if _fql.evaluate(node, case_resolver(store, c))]
         hits = self.ordered(hits, sort, "case.created_time")
         page = [c["id"] for c in hits[offset : offset + limit]]
         return self.reply(
@@ -661,19 +686,17 @@ def _disposition(name: str) -> str:
     return value
 
 
-def _is_loopback(host: str) -> bool:
-    """Whether a Host header names this machine (``localhost``, ``127.0.0.1:8080``, ``[::1]``)."""
-    name = host.strip()
-    if name.startswith("["):
-        name = name[1 : name.find("]")] if "]" in name else name[1:]
-    elif name.count(":") == 1:
+def _is_crowdstrike_api_host(host: str) -> bool:
+    """Whether a Host header names a cloud's API host (``api.crowdstrike.com``, ``...:443``).
+
+    Only then is the emulator standing in for CrowdStrike (an in-process transport, a proxy):
+    a client that follows ``X-Cs-Region`` (FalconPy does, whatever its ``base_url``) would
+    otherwise leave an emulator reached by IP address or service name for the real cloud.
+    """
+    name = host.strip().lower()
+    if name.count(":") == 1:
         name = name.split(":", 1)[0]
-    if name.lower() in ("localhost", "localhost.localdomain"):
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
+    return name.rstrip(".") in CROWDSTRIKE_API_HOSTS
 
 
 def _parse_form(raw: bytes) -> list[tuple[str, str]]:

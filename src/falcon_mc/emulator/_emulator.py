@@ -57,9 +57,11 @@ class EmulatorSettings:
     region: str | None = "us-1"
     """Sent as ``X-Cs-Region`` with tokens (cloud autodiscovery); ``None``: never sent.
 
-    Not sent when the request was addressed to a loopback host (``127.0.0.1``,
-    ``localhost``): clients that follow the header (FalconPy does, whatever its ``base_url``)
-    would otherwise leave the served emulator for the real cloud."""
+    Sent only when the request was addressed to a CrowdStrike API host
+    (``api.crowdstrike.com``, ``api.eu-1.crowdstrike.com``...: an in-process transport with
+    such a base URL), never to an emulator reached by IP address, ``localhost`` or a service
+    name: clients that follow the header (FalconPy does, whatever its ``base_url``) would
+    otherwise leave the emulator for the real cloud."""
 
 
 class Emulator:

@@ -59,7 +59,9 @@ class FaultRule:
       ``"rate_limit"`` (a 429 with ``X-RateLimit-RetryAfter`` ``retry_after`` seconds ahead),
       ``"latency"`` (the reply leaves ``delay`` seconds later, on top of ``settings.latency``).
     * ``rate``: probability per matching request; ``count``: fire at most this many times.
-    * ``fired``: how many times it fired so far.
+    * ``fired``: how many times its fault was injected so far. A drawn fault that a reply of
+      higher precedence pre-empts (a 401, a 429, a ``drop_before``...) is not counted, so a
+      ``count=1`` rule still fires on the next matching request.
 
     Example::
 
@@ -155,20 +157,33 @@ class Faults:
         return len(self.rules)
 
     def draw(self, operation: str) -> dict[FaultKind, FaultRule]:
-        """The rules that fire for one request of ``operation`` (at most one per kind).
+        """The rules drawn for one request of ``operation`` (at most one per kind).
 
-        Every matching, not exhausted rule consumes one random number, fired or not, so a run
-        is reproducible for a given seed and request order.
+        Every matching, not exhausted rule consumes one random number, drawn or not, so a run
+        is reproducible for a given seed and request order. A drawn rule is not counted yet:
+        :meth:`apply` counts it when its fault is actually injected (a 401 or a 429 may answer
+        the request first).
         """
-        fired: dict[FaultKind, FaultRule] = {}
+        drawn: dict[FaultKind, FaultRule] = {}
         for rule in list(self.rules):
             if not rule.matches(operation) or rule.exhausted:
                 continue
             roll = self._random.random()
-            if roll < rule.rate and rule.kind not in fired:
-                rule.fired += 1
-                fired[rule.kind] = rule
-        return fired
+            if roll < rule.rate and rule.kind not in drawn:
+                drawn[rule.kind] = rule
+        return drawn
+
+    @staticmethod
+    def apply(rule: FaultRule | None) -> bool:
+        """Count ``rule`` as fired if its ``count`` allows; whether its fault is to be injected.
+
+        ``None`` (no rule drawn) is never applied. A rule drawn by concurrent requests is
+        applied at most ``count`` times all the same.
+        """
+        if rule is None or rule.exhausted:
+            return False
+        rule.fired += 1
+        return True
 
 
 @dataclass

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterable, AsyncIterator
 from typing import TYPE_CHECKING
 
+import anyio
 import httpx
 
 from ._http import Reply, Request
@@ -26,11 +27,26 @@ async def _request_body(
             yield chunk
 
 
+def _read_timeout(request: httpx.Request) -> float | None:
+    """The request's httpx read timeout in seconds (``None``: wait for ever).
+
+    Connect, write and pool timeouts have nothing to apply to in-process.
+    """
+    timeout = request.extensions.get("timeout") or {}
+    value = timeout.get("read")
+    return None if value is None else float(value)
+
+
+def _timed_out(request: httpx.Request) -> httpx.ReadTimeout:
+    return httpx.ReadTimeout("timed out", request=request)
+
+
 class _ReplyStream(httpx.AsyncByteStream):
     def __init__(self, reply: Reply, request: httpx.Request) -> None:
         self._chunks = reply.iter_chunks()
         self._abort = reply.abort
         self._request = request
+        self._timeout = _read_timeout(request)
         self._sent = 0
         self._declared = reply.header("Content-Length")
 
@@ -38,6 +54,12 @@ class _ReplyStream(httpx.AsyncByteStream):
         return self
 
     async def __anext__(self) -> bytes:
+        """The next chunk, within the read timeout as every read from a socket would be."""
+        with anyio.move_on_after(self._timeout):
+            return await self._next()
+        raise _timed_out(self._request)  # only the deadline leaves the block without a return
+
+    async def _next(self) -> bytes:
         try:
             chunk = await self._chunks.__anext__()
         except StopAsyncIteration:
@@ -64,7 +86,9 @@ class EmulatorTransport(httpx.AsyncBaseTransport):
     The reply body is streamed chunk by chunk (a download is never buffered whole). Connection
     faults surface as a real peer's would: ``drop_before``/``drop_after`` raise
     ``httpx.RemoteProtocolError("Server disconnected without sending a response.")``,
-    ``truncate`` raises ``httpx.RemoteProtocolError`` while the body is read.
+    ``truncate`` raises ``httpx.RemoteProtocolError`` while the body is read. The request's
+    read timeout is honoured as over a socket: ``httpx.ReadTimeout`` when the reply (``latency``)
+    or any piece of its body (``slow_body``) takes longer.
 
     Example::
 
@@ -86,11 +110,14 @@ class EmulatorTransport(httpx.AsyncBaseTransport):
             body=body,
         )
         try:
-            reply = await self._service.handle(emulated)
+            with anyio.move_on_after(_read_timeout(request)) as scope:
+                reply = await self._service.handle(emulated)
         finally:
             closer = getattr(body, "aclose", None)
             if closer is not None:
                 await closer()
+        if scope.cancelled_caught:
+            raise _timed_out(request)
         if reply.drop:
             raise httpx.RemoteProtocolError(
                 "Server disconnected without sending a response.", request=request
