@@ -14,8 +14,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import click
 import pytest
+import typer
 from typer.testing import CliRunner, Result
 
 from falcon_mc import (
@@ -322,9 +322,9 @@ def test_text_from_stdin_must_be_utf8(served: str, emu: Emulator) -> None:
 
 
 def test_a_secret_prompt_interrupted_is_an_interrupt(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Ctrl-C at the prompt is click's Abort: "Aborted." and exit 1, not the documented 130
+    # Ctrl-C at the prompt is typer's Abort: "Aborted." and exit 1, not the documented 130
     def interrupted(*args: object, **kwargs: object) -> str:
-        raise click.exceptions.Abort
+        raise typer.Abort
 
     monkeypatch.setattr("typer.prompt", interrupted)
     monkeypatch.setattr("sys.stdin.isatty", lambda: True)

@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, TypeVar, cast
 
 import anyio
-import click
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -330,7 +329,7 @@ def resolve_target(options: GlobalOptions, out: Output) -> Target:
         try:
             secret = typer.prompt("Client secret (FALCON_CLIENT_SECRET)", hide_input=True,
                                   err=True)
-        except click.exceptions.Abort:  # Ctrl-C (or end of input) at the prompt
+        except typer.Abort:  # Ctrl-C (or end of input) at the prompt
             raise KeyboardInterrupt from None
     if not client_id or not secret:
         missing = " and ".join(
