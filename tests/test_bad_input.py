@@ -144,6 +144,9 @@ CASES: list[tuple[str, str, Call]] = [
     ("upload content_type with CR/LF", "content_type", lambda mc, _: mc.add_case_attachment(
         case_id="c", user_uuid="u", file_data=b"x", filename="x.txt",
         content_type='text/plain\r\nContent-Disposition: form-data; filename="../x.exe"')),
+    ("upload content_type ending the headers", "content_type", lambda mc, _: mc.add_case_attachment(
+        case_id="c", user_uuid="u", file_data=b"x", filename="x.txt",
+        content_type="text/plain\r\n\r\n;injected")),
     # keywords given beside body= were dropped without a word
     ("body= and keywords", "body", lambda mc, _: mc.create_case_v2(
         body={"body": "b", "title": "t", "type": "fc:contact"}, user_uuid="u")),

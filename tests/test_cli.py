@@ -484,6 +484,19 @@ def test_a_failed_export_keeps_the_previous_file(
     assert [p.name for p in tmp_path.iterdir()] == ["all.jsonl"]
 
 
+def test_export_through_a_symlink_writes_its_target_and_keeps_the_link(
+    served: str, emu: Emulator, tmp_path: Path
+) -> None:
+    # the part file's rename replaced the link (and a FIFO, and failed on /dev/fd/N)
+    target = tmp_path / "real.jsonl"
+    target.write_text("old\n", encoding="utf-8")
+    link = tmp_path / "link.jsonl"
+    link.symlink_to(target)
+    ok(["--base-url", served, "export", "-o", str(link)])
+    assert link.is_symlink()
+    assert len(json_lines(target.read_text(encoding="utf-8"))) == len(emu.cases)
+
+
 def test_verbose_logs_without_secrets(served: str, emu: Emulator) -> None:
     result = ok(["--base-url", served, "--verbose", "cases", "list", "--limit", "1"])
     assert "DEBUG" in result.stderr

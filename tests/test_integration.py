@@ -6,12 +6,15 @@ measure time.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import io
 import os
+import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx
@@ -25,6 +28,7 @@ from falcon_mc import (
     OAuthError,
     fql,
 )
+from falcon_mc import _partfile as partfile
 from falcon_mc._lanes import LaneTransport
 from falcon_mc.emulator import Emulator
 
@@ -223,6 +227,35 @@ async def test_saves_into_a_folder_without_hard_links_keep_both_files(
     assert (tmp_path / "log").read_bytes() == b"one"
     assert (tmp_path / "log (1)").read_bytes() == b"two"
     assert len(list(tmp_path.iterdir())) == 2
+
+
+async def test_a_save_cancelled_while_its_part_file_is_created_leaves_none(
+    emu: Emulator, mc: AsyncMessageCenter, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # asyncio's own cancellation (asyncio.timeout, task.cancel) does not wait for the worker
+    # thread creating the file: the random-named part file was created after the cleanup
+    entered, release, finished = threading.Event(), threading.Event(), threading.Event()
+    create = partfile._create
+
+    def held(path: Path, abandoned: threading.Event) -> Any:
+        entered.set()
+        release.wait(10)
+        try:
+            return create(path, abandoned)
+        finally:
+            finished.set()
+
+    monkeypatch.setattr(partfile, "_create", held)
+    attachment_id = emu.add_attachment(next(iter(emu.cases)), "f.zip", b"x" * 1000)
+    async with mc.download_case_attachment(attachment_id) as download:
+        task = asyncio.get_running_loop().create_task(download.save(tmp_path))
+        await anyio.to_thread.run_sync(entered.wait, 10)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    release.set()
+    await anyio.to_thread.run_sync(finished.wait, 10)
+    assert list(tmp_path.iterdir()) == []
 
 
 async def test_save_to_a_file_path_replaces_it(

@@ -252,6 +252,16 @@ async def test_update_case_is_a_patch(mc: AsyncMessageCenter, router: respx.Mock
     assert route.call_count == 2
 
 
+async def test_add_case_activity_raw_body_is_sent_as_given(
+    mc: AsyncMessageCenter, router: respx.MockRouter
+) -> None:
+    # the "comment" default counted as a keyword given beside body=, refusing every raw body
+    route = router.post("/message-center/entities/case-activity/v1").respond(200, json=envelope())
+    raw = {"case_id": "c-1", "body": "hi", "user_uuid": "uu-1", "type": "comment"}
+    await mc.add_case_activity(body=raw)
+    assert sent_json(route) == raw
+
+
 async def test_add_case_activity(mc: AsyncMessageCenter, router: respx.MockRouter) -> None:
     reply = envelope()
     reply["meta"]["writes"] = {"resources_affected": 1}  # type: ignore[index]

@@ -82,8 +82,11 @@ DEFAULT_MAX_IDS_PER_REQUEST = 500
 
 _IDS: TypeAdapter[Envelope[str]] = TypeAdapter(Envelope[str])
 _ID_PAGE = IdPage[str]  # parametrised once, at import
-#: ``type/subtype`` with optional parameters, and no control characters (CR/LF would add headers).
-_MEDIA_TYPE = re.compile(r"[\w.+-]+/[\w.+-]+(?:\s*;[^\x00-\x1f\x7f]*)?", re.ASCII)
+#: ``type/subtype`` with optional parameters, and no control characters but tab (CR/LF would
+#: add headers, or end them).
+_MEDIA_TYPE = re.compile(
+    r"[\w!#$&^.+~-]+/[\w!#$&^.+~-]+[ \t]*(?:;[^\x00-\x08\x0a-\x1f\x7f]*)?", re.ASCII
+)
 _AGGREGATE_KEYS = frozenset(AggregateQuery.model_fields) | {
     info.serialization_alias for info in AggregateQuery.model_fields.values()
     if info.serialization_alias
@@ -619,8 +622,9 @@ class AsyncMessageCenter:
 
             await mc.add_case_activity(case_id=case_id, content="Looking into it", user_uuid=user)
         """
-        kind = _one_of("type", type=type, activity_type=activity_type) or "comment"
-        keywords = {"case_id": case_id, "body": content, "user_uuid": user_uuid, "type": kind}
+        keywords = {"case_id": case_id, "body": content, "user_uuid": user_uuid}
+        if (kind := _one_of("type", type=type, activity_type=activity_type)) is not None:
+            keywords["type"] = kind  # else the model's default, "comment"
         return await self._write(
             ops.ADD_CASE_ACTIVITY, _META_ONLY, ActivityCreationRequest, body, keywords,
             required=("case_id", "body", "user_uuid"),

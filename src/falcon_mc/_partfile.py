@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import threading
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
@@ -23,10 +24,18 @@ def _fit(name: str, suffix: str) -> str:
     return name.encode()[:budget].decode(errors="ignore") + suffix
 
 
-def _create(path: Path) -> BinaryIO:
-    """Create ``path`` for writing; fails if anything (a file, a planted link) has that name."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-    return os.fdopen(os.open(path, flags, 0o666), "wb")
+#: Create a new file: fail if anything (a file, a planted link) has that name already.
+_CREATE_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+
+
+def _create(path: Path, abandoned: threading.Event) -> BinaryIO:
+    """Create ``path`` for writing (see :data:`_CREATE_NEW`), in a worker thread; removed again
+    if the caller gave up meanwhile (a native asyncio cancellation does not wait for it)."""
+    file = os.fdopen(os.open(path, _CREATE_NEW, 0o666), "wb")
+    if abandoned.is_set():
+        file.close()
+        path.unlink(missing_ok=True)
+    return file
 
 
 def _claim(part: Path, target: Path) -> Path:
@@ -43,11 +52,13 @@ def _claim(part: Path, target: Path) -> Path:
         except FileExistsError:
             number += 1
             continue
-        except OSError:  # a file system without hard links: check, then rename
-            if os.path.lexists(candidate):
+        except OSError:  # a file system without hard links: take the name, then fill it
+            try:
+                os.close(os.open(candidate, _CREATE_NEW))
+            except FileExistsError:
                 number += 1
                 continue
-            os.rename(part, candidate)
+            os.replace(part, candidate)
             return candidate
         os.unlink(part)
         return candidate
@@ -70,7 +81,15 @@ class PartFile:
         self._file: anyio.AsyncFile[bytes] | None = None
 
     async def __aenter__(self) -> PartFile:
-        self._file = anyio.wrap_file(await anyio.to_thread.run_sync(_create, self._part))
+        abandoned = threading.Event()
+        try:
+            created = await anyio.to_thread.run_sync(_create, self._part, abandoned)
+        except anyio.get_cancelled_exc_class():  # cancelled while the thread creates it
+            abandoned.set()
+            with anyio.CancelScope(shield=True):
+                await anyio.Path(self._part).unlink(missing_ok=True)
+            raise
+        self._file = anyio.wrap_file(created)
         return self
 
     async def write(self, data: bytes) -> None:

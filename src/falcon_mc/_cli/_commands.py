@@ -541,6 +541,18 @@ async def _activities_of(mc: AsyncMessageCenter, cases: Sequence[Case]) -> dict[
     }
 
 
+async def _open_output(
+    stack: AsyncExitStack, output: Path
+) -> PartFile | anyio.AsyncFile[bytes]:
+    """Where ``export -o`` writes. A file is written whole or not at all, through a part file,
+    so a failed run leaves the last export as it was (through a symlink, its target is, and the
+    link stays); anything else (a FIFO, ``/dev/fd/3``, ``/dev/stdout``) is written to as is."""
+    path = anyio.Path(output)
+    if await path.exists() and not await path.is_file():
+        return await stack.enter_async_context(await anyio.open_file(output, "wb"))
+    return await stack.enter_async_context(PartFile(Path(await path.resolve())))
+
+
 @global_options()
 def export(
     ctx: typer.Context,
@@ -570,8 +582,7 @@ def export(
             redirect_stdout=False, redirect_stderr=False,
         )
         async with AsyncExitStack() as stack:
-            # a file is written whole or not at all: a failed run leaves the last export as it was
-            sink = await stack.enter_async_context(PartFile(output)) if output else None
+            sink = await _open_output(stack, output) if output else None
             stack.enter_context(progress)
             task = progress.add_task("exporting cases", total=total)
             it = await stack.enter_async_context(
