@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import copy
+import gzip
 import json
 import logging
 import pickle
 import random
 import time
+import zlib
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,7 @@ from falcon_mc import (
     UnprocessableEntityError,
 )
 from falcon_mc._auth import TokenManager
+from falcon_mc._pipeline import _decoded
 from falcon_mc._retry import RetryPolicy
 
 from .conftest import BASE, SECRET, TOKEN, envelope, paged
@@ -769,3 +772,26 @@ def test_bulk_get_merge_keeps_the_order_asked_and_every_item_sent(
     assert sorted(got[len(matched):]) == sorted(  # type: ignore[type-var]
         i.upper() for i in unique if fate.get(i) == "upper"
     )
+
+
+@pytest.mark.parametrize("coding", ["gzip", "deflate", "raw-deflate", "identity", "br", "broken"])
+def test_an_error_body_is_decoded_to_at_most_the_limit(coding: str) -> None:
+    """An error reply is read up to 1 MiB of wire bytes and decoded to at most 1 MiB: a small
+    gzip body can decode to gigabytes (httpx decodes a whole wire chunk at once)."""
+    envelope_bytes = b'{"errors": [{"code": 500, "message": "boom"}]}'
+    bomb = b"\0" * (8 * 1024 * 1024)
+    def raw_deflate(data: bytes) -> bytes:
+        packer = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+        return packer.compress(data) + packer.flush()
+
+    compress: dict[str, Callable[[bytes], bytes]] = {
+        "gzip": gzip.compress, "deflate": zlib.compress, "raw-deflate": raw_deflate,
+    }
+    header = coding.removeprefix("raw-")
+    if coding in compress:
+        assert _decoded(header, compress[coding](envelope_bytes), 1024) == envelope_bytes
+        assert len(_decoded(header, compress[coding](bomb), 1024)) == 1024
+    elif coding == "identity":
+        assert _decoded(None, envelope_bytes, 10) == envelope_bytes[:10]
+    else:  # a coding this does not know, or garbage: nothing, the status says what happened
+        assert _decoded("br" if coding == "br" else "gzip", b"\x00not compressed", 1024) == b""

@@ -10,6 +10,7 @@ import gc
 import json
 import random
 import time
+import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -365,12 +366,14 @@ class Pipeline:
         try:
             if not limit:
                 return await response.aread()
-            body = bytearray()
-            async for chunk in response.aiter_bytes():
-                body += chunk
-                if len(body) >= limit:
+            if response.is_stream_consumed:  # read already (httpx.MockTransport): in memory
+                return response.content[:limit]
+            raw = bytearray()  # the bytes on the wire: decoding ahead of the limit is unbounded
+            async for chunk in response.aiter_raw():
+                raw += chunk
+                if len(raw) >= limit:
                     break
-            return bytes(body[:limit])
+            return _decoded(response.headers.get("Content-Encoding"), bytes(raw), limit)
         except httpx.TimeoutException as exc:
             raise _Attempt(
                 Failure.AMBIGUOUS,
@@ -429,6 +432,24 @@ class Pipeline:
         if status < 500:
             raise error  # final: a 3xx/4xx is never retried
         return _Attempt(Failure.SERVER_ERROR, error)
+
+
+def _decoded(encoding: str | None, data: bytes, limit: int) -> bytes:
+    """``data`` decoded as its ``Content-Encoding`` says, to at most ``limit`` bytes (a small
+    gzip body can decode to gigabytes); nothing when it does not decode, or in a coding this
+    does not know (an error is then described by its status alone)."""
+    coding = (encoding or "identity").strip().lower()
+    if coding == "identity":
+        return data[:limit]
+    # gzip; deflate as zlib data, or raw as some servers send it
+    for wbits in {"gzip": (16 + zlib.MAX_WBITS,), "deflate": (zlib.MAX_WBITS, -zlib.MAX_WBITS)}.get(
+        coding, ()
+    ):
+        try:
+            return zlib.decompressobj(wbits).decompress(data, limit)
+        except zlib.error:
+            continue
+    return b""
 
 
 def _json_bytes(body: object) -> bytes:
