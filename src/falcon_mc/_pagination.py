@@ -78,25 +78,19 @@ class AsyncPaginator(Generic[T]):
         across those pages would be in none of them), so the walk starts again from that page,
         up to its ``total``. A page that does not advance ends the walk.
         """
-        last = first
-        while last.total is not None:
-            offsets = range(last.offset + step, last.total, step)
-            moved = False
-            for start in range(0, len(offsets), self._concurrency):
-                wave = list(offsets[start : start + self._concurrency])
-                for page in await self._fetch_wave(wave, step):
-                    if not page.ids or page.ids == last.ids:
-                        return  # the server stopped advancing
-                    yield page
-                    moved, last = page.total != last.total, page
-                    if moved:
-                        break
+        last, start = first, first.offset + step
+        while last.total is not None and start < last.total:
+            wave = range(start, min(last.total, start + step * self._concurrency), step)
+            for page in await self._fetch_wave(list(wave), step):
+                if not page.ids or page.ids == last.ids:
+                    return  # the server stopped advancing
+                yield page
+                moved, last, start = page.total != last.total, page, page.offset + step
                 if moved:
-                    break
-            if not moved:
-                return
-        async for page in self._sequential(last, step):  # a page without a total
-            yield page
+                    break  # the next wave starts after this page, up to its total
+        if last.total is None:  # a page without a total
+            async for page in self._sequential(last, step):
+                yield page
 
     async def _fetch_wave(self, offsets: list[int], limit: int) -> list[IdPage[T]]:
         """Fetch several pages at once; results in the order of ``offsets``."""

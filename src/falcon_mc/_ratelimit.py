@@ -80,7 +80,7 @@ class RateLimitGate:
         snap = self.snapshot
         if snap is not None and snap.limit and self._pacing(in_flight):
             start = max(start, self._next_slot)
-            self._next_slot = start + 60.0 / snap.limit
+            self._next_slot = start + WINDOW / snap.limit
         return start - now
 
     async def wait(self, in_flight: int = 0) -> None:
@@ -92,7 +92,7 @@ class RateLimitGate:
         snap = self.snapshot
         if self._sleepers == 0 and snap is not None and snap.limit:
             # nobody waits for a turn: turns booked further ahead belonged to cancelled tasks
-            self._next_slot = min(self._next_slot, self._clock() + 60.0 / snap.limit)
+            self._next_slot = min(self._next_slot, self._clock() + WINDOW / snap.limit)
         while (delay := self.delay(in_flight)) > 0:
             deadline = self._not_before
             self._sleepers += 1

@@ -140,7 +140,6 @@ class AttachmentDownload:
         """Feed the body to ``write``; when it is cut short, ``restart`` and request it again."""
         async with contextlib.AsyncExitStack() as stack:
             for attempt in itertools.count():
-                await restart()
                 try:
                     async for chunk in self.aiter_bytes(chunk_size):
                         await write(chunk)
@@ -149,6 +148,7 @@ class AttachmentDownload:
                     if self._reopen is None or attempt >= self._max_retries:
                         raise
                 self._use(await stack.enter_async_context(self._reopen()))
+                await restart()
 
     async def aread(self) -> bytes:
         """The whole body in memory (prefer :meth:`save` or :meth:`aiter_bytes` for big files)."""

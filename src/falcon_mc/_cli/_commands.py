@@ -98,7 +98,7 @@ async def _closing(iterator: AsyncIterator[T]) -> AsyncGenerator[AsyncIterator[T
             await aclose()
 
 
-async def _read_text(value: str, argument: str = "content") -> str:
+async def _read_text(value: str) -> str:
     """``-`` means: read the text from stdin, as UTF-8."""
     if value != "-":
         return value
@@ -107,7 +107,7 @@ async def _read_text(value: str, argument: str = "content") -> str:
         return data.decode()
     except UnicodeDecodeError as exc:
         raise InvalidArgumentError(
-            argument, f"stdin is not UTF-8 text (byte {exc.start} is {data[exc.start]:#04x})"
+            "content", f"stdin is not UTF-8 text (byte {exc.start} is {data[exc.start]:#04x})"
         ) from None
 
 
