@@ -16,10 +16,11 @@ from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from email.utils import formatdate
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, quote
+from urllib.parse import parse_qsl, quote, urlsplit
 
 import anyio
 
+from .._cloud import Cloud
 from . import _fql
 from ._aggregate import AggregationError, aggregate
 from ._faults import FaultKind, FaultRule
@@ -73,13 +74,8 @@ _JSON_LIMIT = 16 * 2**20
 _MULTIPART_OVERHEAD = 2**20
 _NAME_FIRST = re.compile(r"[A-Za-z0-9_-]")
 _NAME_CHARS = re.compile(r"[A-Za-z0-9\-_.\s]*")
-#: The API host names of the four clouds: the only ``Host`` a token reply names a region to.
-CROWDSTRIKE_API_HOSTS = frozenset({
-    "api.crowdstrike.com",
-    "api.us-2.crowdstrike.com",
-    "api.eu-1.crowdstrike.com",
-    "api.laggar.gcw.crowdstrike.com",
-})
+#: The API host names of the clouds: the only ``Host`` a token reply names a region to.
+CROWDSTRIKE_API_HOSTS = frozenset(urlsplit(cloud.base_url).hostname for cloud in Cloud)
 UPLOAD_EXTENSIONS = (
     "png", "bmp", "jpg", "jpeg", "gif", "pdf", "doc", "docx", "xls", "xlsx", "pptx", "txt", "csv"
 )
