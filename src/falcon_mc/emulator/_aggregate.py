@@ -20,8 +20,13 @@ Shapes follow ``msa.AggregationResult`` / ``msa.AggregationResultItem``:
   are told apart by their start instant, so an hour repeated when clocks go back is two buckets.
 * metrics ``cardinality``, ``min``, ``max``, ``avg``, ``sum``: one bucket, ``label`` the field,
   ``count`` the cases with a value, ``value`` the result (times in epoch milliseconds, with
-  ``value_as_string``); ``percentiles``: one bucket per percent (``percents``, default
+  ``value_as_string`` when the value is an instant of the years 1-9999: never for ``sum``, as a
+  sum of instants is no instant); ``percentiles``: one bucket per percent (``percents``, default
   1,5,25,50,75,95,99) labelled by the percent.
+
+``time_zone``, when given, must be a known IANA zone or an offset, whatever the type. Dates in
+requests (``date_ranges``, ``extended_bounds``) must lie in the years 1-9999 (else a 400); a
+``date_histogram`` bucket outside those years is a 400 too, never a 500.
 
 Bucket aggregations take ``sub_aggregates`` (at most 3 levels of nesting), computed over the
 cases of each bucket. ``field`` may be written with or without ``case.``. ``filter`` (FQL) and
@@ -54,6 +59,9 @@ INTERVALS = {
     "day": "day", "1d": "day", "hour": "hour", "1h": "hour", "minute": "minute", "1m": "minute",
 }
 _OFFSET = re.compile(r"^([+-])(\d{2}):?(\d{2})$")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: What ``datetime`` arithmetic raises beyond the years 1-9999 (``OSError`` on some platforms).
+_DATE_ERRORS = (OverflowError, ValueError, OSError)
 
 Resolve = Callable[[str], Sequence[str]]
 Doc = tuple[dict[str, Any], Resolve]
@@ -115,13 +123,26 @@ def _fmt_num(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else str(value)
 
 
-def _ms_string(ms: float) -> str:
-    return datetime.fromtimestamp(ms / 1000.0, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + (
-        f"{int(ms % 1000):03d}Z"
-    )
+def _ms_string(ms: float) -> str | None:
+    """Epoch milliseconds as RFC 3339 UTC to the millisecond (``2024-06-01T00:00:00.000Z``).
+
+    Fractions of a millisecond are cut off (never rounded up into the next second). ``None``
+    when ``ms`` is no instant of the years 1-9999 (a sum of instants, say).
+    """
+    if not math.isfinite(ms):
+        return None
+    try:
+        moment = _EPOCH + timedelta(milliseconds=math.floor(ms))
+    except OverflowError:
+        return None
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _zone(name: object, where: str) -> tzinfo:
+    """The ``time_zone`` option: UTC if absent, an offset (``+02:00``) or an IANA name.
+
+    Anything else is an :class:`AggregationError` (a 400).
+    """
     if name is None or name == "" or name in ("UTC", "Z", "utc"):
         return UTC
     if not isinstance(name, str):
@@ -152,7 +173,27 @@ def _floor(moment: datetime, interval: str) -> datetime:
     return moment.replace(second=0, microsecond=0)
 
 
-def _next(start: datetime, interval: str) -> datetime:
+def _bucket_start(seconds: float, tz: tzinfo, interval: str) -> datetime | None:
+    """The start, in ``tz``, of the ``interval`` holding ``seconds`` (epoch seconds).
+
+    ``None`` when that local time is outside the years 1-9999.
+    """
+    try:
+        return _floor(datetime.fromtimestamp(seconds, tz), interval)
+    except _DATE_ERRORS:
+        return None
+
+
+def _next(start: datetime, interval: str) -> datetime | None:
+    """The start of the interval after ``start``; ``None`` past the year 9999."""
+    try:
+        return _step(start, interval)
+    except _DATE_ERRORS:
+        return None
+
+
+def _step(start: datetime, interval: str) -> datetime:
+    """:func:`_next`, raising what ``datetime`` raises past the year 9999."""
     tz = start.tzinfo
     if interval == "year":
         return datetime(start.year + 1, 1, 1, tzinfo=tz)
@@ -209,6 +250,7 @@ class _Aggregator:
                 + ", ".join(BUCKET_TYPES + METRIC_TYPES)
             )
         field = _field(query, where)
+        _zone(query.get("time_zone"), where)  # checked whatever the type, like any option
         docs = self.narrow(query, docs, where)
         if kind in METRIC_TYPES:
             return {"name": name, "buckets": self.metric(kind, field, query, docs, where)}
@@ -235,9 +277,11 @@ class _Aggregator:
             raise AggregationError(f"{where}: 'size' must be >= 0")
         min_count = _int(query, "min_doc_count", 1, where)
         offset = _int(query, "from", 0, where)
+        if offset < 0:
+            raise AggregationError(f"{where}: 'from' must be >= 0")
         missing = query.get("missing")
-        include = self._regex(query.get("include"), where)
-        exclude = self._regex(query.get("exclude"), where)
+        include = self._regex(query, "include", where)
+        exclude = self._regex(query, "exclude", where)
         members: dict[str, list[Doc]] = {}
         labels: dict[str, str] = {}
         for doc in docs:
@@ -282,7 +326,7 @@ class _Aggregator:
             members = [d for d in docs if self._in_time_range(field, d, lo, hi)]
             bucket: dict[str, Any] = {"count": len(members)}
             parts = []
-            if lo is not None:
+            if lo is not None:  # _time checked that lo and hi have a string form
                 bucket["from"] = lo
                 bucket["string_from"] = _ms_string(lo)
             parts.append(bucket.get("string_from", "*"))
@@ -348,8 +392,13 @@ class _Aggregator:
         # look the same (02:00 twice on a DST fall-back night) yet be different hours.
         starts: dict[float, datetime] = {}
 
-        def bucket_of(seconds: float) -> float:
-            start = _floor(datetime.fromtimestamp(seconds, tz), interval)
+        def bucket_of(seconds: float, shown: object) -> float:
+            start = _bucket_start(seconds, tz, interval)
+            if start is None:
+                raise AggregationError(
+                    f"{where}: {shown!r} falls in a {interval} outside the years 1-9999 "
+                    f"in time_zone {query.get('time_zone') or 'UTC'!r}"
+                )
             key = start.timestamp()
             starts.setdefault(key, start)
             return key
@@ -361,7 +410,7 @@ class _Aggregator:
                 moment = parse_time_or_none(value)
                 if moment is None:
                     continue
-                key = bucket_of(moment)
+                key = bucket_of(moment, value)
                 if key not in seen:
                     seen.add(key)
                     members.setdefault(key, []).append(doc)
@@ -373,7 +422,7 @@ class _Aggregator:
             for side, target in (("min", lows), ("max", highs)):
                 moment = self._time(bounds.get(side), where)
                 if moment is not None:
-                    target.append(bucket_of(moment / 1000))
+                    target.append(bucket_of(moment / 1000, bounds.get(side)))
         if min_count == 0 and lows and highs:
             current, last = starts[min(lows)], max(highs)
             while (key := current.timestamp()) <= last:
@@ -384,7 +433,10 @@ class _Aggregator:
                         f"{where}: too many buckets (more than {MAX_BUCKETS}); "
                         "use a larger interval"
                     )
-                current = _next(current, interval)
+                following = _next(current, interval)
+                if following is None:  # the last bucket ends the year 9999
+                    break
+                current = following
         else:
             keys = sorted(k for k, v in members.items() if len(v) >= min_count)
         by, descending = self._sort(query.get("sort"), "_key", False, where)
@@ -422,7 +474,7 @@ class _Aggregator:
                     low = ordered[math.floor(rank)]
                     high = ordered[math.ceil(rank)]
                     bucket["value"] = low + (high - low) * (rank - math.floor(rank))
-                out_bucket = self._as_string(field, bucket)
+                out_bucket = self._as_string(field, kind, bucket)
                 buckets.append(out_bucket)
             return buckets
         bucket = {"label": label, "count": len(with_value)}
@@ -437,44 +489,81 @@ class _Aggregator:
                 bucket["value"] = math.fsum(numbers) / len(numbers)
         elif kind == "sum":
             bucket["value"] = 0.0
-        return [self._as_string(field, bucket)]
+        return [self._as_string(field, kind, bucket)]
 
     @staticmethod
-    def _as_string(field: str, bucket: dict[str, Any]) -> dict[str, Any]:
-        if _is_time(field) and "value" in bucket:
-            bucket["value_as_string"] = _ms_string(bucket["value"])
+    def _as_string(field: str, kind: str, bucket: dict[str, Any]) -> dict[str, Any]:
+        """Add ``value_as_string`` to a metric ``bucket`` on a time field.
+
+        Only when ``value`` is an instant: never for ``sum`` (a sum of instants is none, and
+        soon beyond the year 9999), nor for a value outside the years 1-9999.
+        """
+        if not _is_time(field) or "value" not in bucket or kind == "sum":
+            return bucket
+        text = _ms_string(bucket["value"])
+        if text is not None:
+            bucket["value_as_string"] = text
         return bucket
 
     # helpers ------------------------------------------------------------------------------------
     def _time(self, value: object, where: str) -> float | None:
+        """A date option (epoch milliseconds, RFC 3339 or ``now-7d``) as epoch milliseconds.
+
+        ``None`` if absent; a 400 if it is not a date, or not one of the years 1-9999.
+        """
         if value is None or value == "":
             return None
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if not isinstance(value, str):
+        ms = self._time_ms(value)
+        if ms is None:
             raise AggregationError(f"{where}: invalid date {value!r}")
+        if _ms_string(ms) is None:
+            raise AggregationError(f"{where}: date {value!r} is outside the years 1-9999")
+        return ms
+
+    def _time_ms(self, value: object) -> float | None:
+        """``value`` (a number or a date string) as epoch milliseconds; ``None`` if neither."""
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            try:
+                return float(value)
+            except OverflowError:
+                return math.inf
+        if not isinstance(value, str):
+            return None
         try:
             return parse_time(value, now=self.now) * 1000.0
         except (ValueError, OverflowError):
-            raise AggregationError(f"{where}: invalid date {value!r}") from None
+            return None
 
     @staticmethod
     def _num(value: object, where: str) -> float | None:
+        """A ``range`` bound: ``None`` if absent, else a finite number (a 400 otherwise).
+
+        Strings are read as numbers; ``"inf"``, ``"nan"`` and ``"1e400"`` are refused, as JSON
+        carries no such number (and a reply holding one would not be JSON).
+        """
         if value is None:
             return None
         if isinstance(value, bool) or not isinstance(value, (int, float, str)):
             raise AggregationError(f"{where}: range bounds must be numbers")
         try:
-            return float(value)
-        except ValueError:
+            number = float(value)
+        except (ValueError, OverflowError):
             raise AggregationError(f"{where}: range bounds must be numbers") from None
+        if not math.isfinite(number):
+            raise AggregationError(f"{where}: range bounds must be finite numbers")
+        return number
 
     @staticmethod
-    def _regex(value: object, where: str) -> re.Pattern[str] | None:
+    def _regex(query: dict[str, Any], key: str, where: str) -> re.Pattern[str] | None:
+        """``query[key]`` (``include``/``exclude``) compiled; a string (the spec's type) or
+        absent/empty, anything else a 400."""
+        value = query.get(key)
         if value is None or value == "":
             return None
+        if not isinstance(value, str):
+            raise AggregationError(f"{where}: {key!r} must be a string (a regular expression)")
         try:
-            return re.compile(str(value))
+            return re.compile(value)
         except re.error:
             raise AggregationError(f"{where}: invalid regular expression {value!r}") from None
 

@@ -10,6 +10,7 @@ import base64
 import binascii
 import json
 import logging
+import math
 import re
 import time
 from collections import deque
@@ -72,6 +73,8 @@ DEFAULT_LIMIT = 100
 DEFAULT_RATE_LIMIT = 6000
 _JSON_LIMIT = 16 * 2**20
 _MULTIPART_OVERHEAD = 2**20
+_INT32_MAX = 2**31 - 1
+_INT_PARAM = re.compile(r"-?[0-9]+")
 _NAME_FIRST = re.compile(r"[A-Za-z0-9_-]")
 _NAME_CHARS = re.compile(r"[A-Za-z0-9\-_.\s]*")
 #: The API host names of the clouds: the only ``Host`` a token reply names a region to.
@@ -314,10 +317,7 @@ class Service:
             raise _BadRequest(400, f"request body too large ({exc.size} bytes)") from None
         if not data.strip():
             raise _BadRequest(400, "a JSON request body is required")
-        try:
-            return json.loads(data)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise _BadRequest(400, f"invalid JSON body: {exc}") from None
+        return _parse_json(data)
 
     async def json_object(self, ctx: _Ctx) -> dict[str, Any]:
         body = await self.json_body(ctx)
@@ -370,23 +370,13 @@ class Service:
         raw_offset = ctx.request.param("offset")
         limit = DEFAULT_LIMIT
         if raw_limit not in (None, ""):
-            try:
-                limit = int(raw_limit)
-            except ValueError:
-                raise _BadRequest(
-                    400, f"invalid limit {raw_limit!r}: an integer is required"
-                ) from None
+            limit = _int32_param("limit", raw_limit)
         page_max = self.emu.settings.page_limit_max
         if not 1 <= limit <= page_max:
             raise _BadRequest(400, f"invalid limit {limit}: must be within [1-{page_max}]")
         offset = 0
         if raw_offset not in (None, ""):
-            try:
-                offset = int(raw_offset)
-            except ValueError:
-                raise _BadRequest(
-                    400, f"invalid offset {raw_offset!r}: an integer is required"
-                ) from None
+            offset = _int32_param("offset", raw_offset)
         if offset < 0:
             raise _BadRequest(400, f"invalid offset {offset}: must be >= 0")
         return limit, offset
@@ -649,6 +639,74 @@ class Service:
         except AggregationError as exc:
             raise _BadRequest(400, str(exc)) from None
         return self.reply(ctx, 200, resources=results)
+
+
+def _reject_constant(name: str) -> Any:
+    """``parse_constant`` hook: ``NaN``/``Infinity``/``-Infinity`` are not JSON (RFC 8259)."""
+    raise ValueError(f"{name} is not a valid JSON value")
+
+
+def _out_of_range(text: str) -> ValueError:
+    """The error for a number literal no float64 holds (shortened if long)."""
+    shown = text if len(text) <= 40 else f"{text[:20]}...{text[-10:]}"
+    return ValueError(f"number {shown} is out of range")
+
+
+def _finite_float(text: str) -> float:
+    """``parse_float`` hook: ``1e400`` overflows a float64; refused, not read as infinity."""
+    value = float(text)
+    if math.isinf(value):
+        raise _out_of_range(text)
+    return value
+
+
+def _float64_int(text: str) -> int:
+    """``parse_int`` hook: an integer literal beyond the float64 range (``1`` and 400 zeros)
+    fits no numeric type of a Go server, so it is refused too."""
+    value = int(text)
+    try:
+        float(value)
+    except OverflowError:
+        raise _out_of_range(text) from None
+    return value
+
+
+def _parse_json(data: bytes | bytearray) -> Any:
+    """Decode a JSON request body strictly, as a Go server would; a 400 if it is not JSON.
+
+    Refused: invalid UTF-8, syntax errors, the non-standard ``NaN``/``Infinity`` tokens,
+    numbers beyond the float64 range (``1e400``, which Python would read as infinity),
+    integers too long for Python to convert, and nesting too deep to decode (a
+    ``RecursionError`` would otherwise become a 500).
+    """
+    try:
+        return json.loads(
+            data,
+            parse_constant=_reject_constant,
+            parse_float=_finite_float,
+            parse_int=_float64_int,
+        )
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise _BadRequest(400, f"invalid JSON body: {exc}") from None
+    except RecursionError:
+        raise _BadRequest(400, "invalid JSON body: nested too deeply") from None
+
+
+def _int32_param(name: str, raw: str) -> int:
+    """A query parameter holding an ``int32``: ASCII digits, an optional leading ``-``.
+
+    Python's ``int()`` would also take ``1_0``, surrounding blanks and non-ASCII digits; a
+    strict server refuses them, and values outside the int32 range. A negative number is
+    returned for the caller's range check, which words the error.
+    """
+    if not _INT_PARAM.fullmatch(raw):
+        raise _BadRequest(400, f"invalid {name} {raw!r}: an integer is required")
+    digits = raw.lstrip("-").lstrip("0")
+    if len(digits) > len(str(_INT32_MAX)) or int(digits or "0") > _INT32_MAX:
+        raise _BadRequest(
+            400, f"invalid {name} {raw!r}: out of range (an int32, at most {_INT32_MAX})"
+        )
+    return int(raw)
 
 
 def _too_big(limit: int) -> str:
