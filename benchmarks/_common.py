@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import hashlib
 import importlib
 import json
 import re
@@ -28,6 +29,8 @@ __all__ = [
     "measured",
     "read_ids",
     "rss_kib",
+    "sha256_file",
+    "verify_download",
 ]
 
 RESULT_PREFIX = "RESULT "
@@ -137,6 +140,30 @@ def read_ids(path: str) -> list[str]:
     return [line for line in Path(path).read_text().splitlines() if line]
 
 
+def sha256_file(path: Path, chunk: int = 2**20) -> str:
+    """SHA-256 hex digest of a file, read in ``chunk``-byte pieces (never the whole file at once).
+
+    Called only after a measured step (after ``MemoryWatch`` has read the peak), so neither the
+    timing nor the memory figure includes it.
+    """
+    digest = hashlib.sha256()
+    with path.open("rb") as src:
+        while block := src.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_download(path: Path, expected_sha256: str, who: str) -> str:
+    """Hash a downloaded file and compare it with the emulator's attachment; fail loudly."""
+    actual = sha256_file(path)
+    if expected_sha256 and actual != expected_sha256:
+        raise SystemExit(
+            f"{who} download: content mismatch, SHA-256 {actual} on disk, the emulator's "
+            f"attachment is {expected_sha256} ({path.stat().st_size} bytes on disk)"
+        )
+    return actual
+
+
 def emit(result: dict[str, Any]) -> None:
     """Print the one result line the orchestrator reads."""
     sys.stdout.write(RESULT_PREFIX + json.dumps(result) + "\n")
@@ -152,6 +179,8 @@ def runner_parser(description: str | None, scenarios: list[str]) -> argparse.Arg
     parser.add_argument("--cases", type=int, default=None)
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--attachment-id", default="")
+    parser.add_argument("--sha256", default="",
+                        help="download: the SHA-256 the downloaded file must have")
     parser.add_argument("--case-id", default="")
     parser.add_argument("--user-uuid", default="")
     parser.add_argument("--file", default="")

@@ -20,7 +20,16 @@ from typing import Any
 import anyio
 import httpx
 
-from _common import CLIENT_ID, CLIENT_SECRET, MemoryWatch, emit, measured, read_ids, runner_parser
+from _common import (
+    CLIENT_ID,
+    CLIENT_SECRET,
+    MemoryWatch,
+    emit,
+    measured,
+    read_ids,
+    runner_parser,
+    verify_download,
+)
 from falcon_mc import AsyncMessageCenter, RateLimitError
 
 
@@ -71,8 +80,9 @@ async def download(args: argparse.Namespace) -> dict[str, Any]:
                 await handle.save(out)
             wall = time.perf_counter() - wall0
     size = out.stat().st_size
+    sha256 = verify_download(out, args.sha256, "falcon-mc")  # after the peak RSS was read
     out.unlink()
-    return {"bytes": size, "wall": wall, "growth_mib": memory.growth_mib,
+    return {"bytes": size, "sha256": sha256, "wall": wall, "growth_mib": memory.growth_mib,
             "memory_method": memory.method}
 
 
@@ -86,8 +96,9 @@ async def upload(args: argparse.Namespace) -> dict[str, Any]:
                 case_id=args.case_id, user_uuid=args.user_uuid, path=args.file
             )
             wall = time.perf_counter() - wall0
-    size = envelope.resources[0].size if envelope.resources else None
-    return {"bytes": file_size, "server_size": size, "wall": wall,
+    stored = envelope.resources[0] if envelope.resources else None
+    return {"bytes": file_size, "server_size": stored.size if stored else None,
+            "server_id": stored.id if stored else None, "wall": wall,
             "growth_mib": memory.growth_mib, "memory_method": memory.method}
 
 

@@ -26,7 +26,16 @@ from typing import Any
 import requests
 from falconpy import MessageCenter
 
-from _common import CLIENT_ID, CLIENT_SECRET, MemoryWatch, emit, measured, read_ids, runner_parser
+from _common import (
+    CLIENT_ID,
+    CLIENT_SECRET,
+    MemoryWatch,
+    emit,
+    measured,
+    read_ids,
+    runner_parser,
+    verify_download,
+)
 
 
 def _client(args: argparse.Namespace) -> Any:
@@ -77,8 +86,9 @@ def download(args: argparse.Namespace) -> dict[str, Any]:
         del data
         wall = time.perf_counter() - wall0
     size = out.stat().st_size
+    sha256 = verify_download(out, args.sha256, "FalconPy")  # after the peak RSS was read
     out.unlink()
-    return {"bytes": size, "wall": wall, "growth_mib": memory.growth_mib,
+    return {"bytes": size, "sha256": sha256, "wall": wall, "growth_mib": memory.growth_mib,
             "memory_method": memory.method}
 
 
@@ -92,9 +102,10 @@ def upload(args: argparse.Namespace) -> dict[str, Any]:
                                               file_data=data, file_name=Path(args.file).name))
         del data
         wall = time.perf_counter() - wall0
-    resources = reply["body"]["resources"] or [{}]
-    return {"bytes": Path(args.file).stat().st_size, "server_size": resources[0].get("size"),
-            "wall": wall, "growth_mib": memory.growth_mib, "memory_method": memory.method}
+    stored = (reply["body"]["resources"] or [{}])[0]
+    return {"bytes": Path(args.file).stat().st_size, "server_size": stored.get("size"),
+            "server_id": stored.get("id"), "wall": wall, "growth_mib": memory.growth_mib,
+            "memory_method": memory.method}
 
 
 def ratelimit(args: argparse.Namespace) -> dict[str, Any]:

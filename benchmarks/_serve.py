@@ -1,8 +1,11 @@
 """Serve a seeded emulator on loopback in its own process, for the benchmark.
 
 Prints one JSON line on stdout once listening (``url``, ``ids_file``, ``case_id``,
-``user_uuid``, ``attachment_id``); then answers commands read from stdin, one a line:
-``stats`` prints the emulator's counters as one JSON line. End of stdin stops the server.
+``user_uuid``, ``attachment_id``, ``attachment_sha256``: the SHA-256 of the preloaded attachment,
+computed once before serving); then answers commands read from stdin, one a line, each with one
+JSON line: ``stats`` (the emulator's counters), ``reset`` (zero them), ``attachment ID`` (``id``,
+``size`` and ``sha256`` of the bytes the emulator stores for attachment ID, or ``error``). End of
+stdin stops the server.
 
 Example::
 
@@ -12,6 +15,7 @@ Example::
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -30,6 +34,13 @@ def _stats(emu: Emulator) -> dict[str, Any]:
         "bytes_uploaded": stats.bytes_uploaded,
         "bytes_downloaded": stats.bytes_downloaded,
     }
+
+
+def _attachment(emu: Emulator, att_id: str) -> dict[str, Any]:
+    record = emu.attachments.get(att_id)
+    if record is None:
+        return {"id": att_id, "error": "no such attachment"}
+    return {"id": att_id, "size": record.size, "sha256": hashlib.sha256(record.data).hexdigest()}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -61,11 +72,13 @@ def main(argv: list[str] | None = None) -> None:
     Path(args.ids_file).write_text("\n".join(ids) + "\n")
     case_id = ids[0]
     user_uuid = next(iter(emu.users))
-    attachment_id = None
+    attachment_id: str | None = None
+    attachment_sha256: str | None = None
     if args.attachment_bytes:
         pattern = b"falcon-mc benchmark attachment line 0123456789abcdefghijklmnopqrstuvwxyz\n"
         data = (pattern * (args.attachment_bytes // len(pattern) + 1))[: args.attachment_bytes]
         attachment_id = emu.add_attachment(case_id, "big.pdf", data, user_uuid=user_uuid)
+        attachment_sha256 = hashlib.sha256(data).hexdigest()
         del data
 
     with emu.serve(host="127.0.0.1", port=0) as url:
@@ -75,6 +88,7 @@ def main(argv: list[str] | None = None) -> None:
             "case_id": case_id,
             "user_uuid": user_uuid,
             "attachment_id": attachment_id,
+            "attachment_sha256": attachment_sha256,
         }
         print(json.dumps(ready), flush=True)
         for line in sys.stdin:
@@ -84,6 +98,10 @@ def main(argv: list[str] | None = None) -> None:
             elif command == "reset":
                 emu.stats.reset()
                 print("{}", flush=True)
+            elif command.startswith("attachment "):
+                print(json.dumps(_attachment(emu, command.split(maxsplit=1)[1])), flush=True)
+            elif command:  # an answer for every command, so that no caller waits forever
+                print(json.dumps({"error": f"unknown command {command!r}"}), flush=True)
 
 
 if __name__ == "__main__":

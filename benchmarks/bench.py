@@ -15,7 +15,7 @@ Scenarios (``--quick`` sizes in brackets):
 Usage::
 
     python benchmarks/bench.py --quick            # 1-2 minutes
-    python benchmarks/bench.py                    # full sizes, about 8 minutes
+    python benchmarks/bench.py                    # full sizes, about 5 minutes
     python benchmarks/bench.py --only 1 2 --markdown docs/bench-tables.md
 """
 
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import http.client
 import json
 import math
@@ -93,17 +94,28 @@ class EmulatorProcess:
         self.case_id: str = ready["case_id"]
         self.user_uuid: str = ready["user_uuid"]
         self.attachment_id: str | None = ready["attachment_id"]
+        self.attachment_sha256: str | None = ready.get("attachment_sha256")
 
     def _stdout(self) -> IO[str]:
         assert self.proc.stdout is not None
         return self.proc.stdout
 
-    def stats(self) -> dict[str, Any]:
+    def _ask(self, command: str) -> dict[str, Any]:
         assert self.proc.stdin is not None
-        self.proc.stdin.write("stats\n")
+        self.proc.stdin.write(command + "\n")
         self.proc.stdin.flush()
-        result: dict[str, Any] = json.loads(self._stdout().readline())
+        line = self._stdout().readline()
+        if not line:
+            raise RuntimeError(f"the emulator process ended before answering {command!r}")
+        result: dict[str, Any] = json.loads(line)
         return result
+
+    def stats(self) -> dict[str, Any]:
+        return self._ask("stats")
+
+    def attachment(self, att_id: str) -> dict[str, Any]:
+        """``size`` and ``sha256`` of the bytes the emulator stores for ``att_id``."""
+        return self._ask(f"attachment {att_id}")
 
     def close(self) -> None:
         if self.proc.stdin is not None:
@@ -189,6 +201,16 @@ def _version(name: str) -> str:
         return "not installed"
 
 
+def _missing_falconpy(python: str) -> str | None:
+    """Why the worker interpreter cannot run the FalconPy side (None: it can)."""
+    done = subprocess.run([python, "-c", "import falconpy, requests"], capture_output=True,
+                          text=True, check=False)
+    if done.returncode == 0:
+        return None
+    last = (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]
+    return f"FalconPy cannot be imported by {python} ({last})"
+
+
 def header(report: Report, sizes: Sizes, quick: bool) -> None:
     affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
     report.say(f"## falcon-mc benchmark ({'quick' if quick else 'full'} sizes)")
@@ -256,8 +278,8 @@ def scenario_bulk(report: Report, python: str, sizes: Sizes, workdir: Path) -> N
         mc = [run_worker(python, RUN_MC, "bulk", url=emu.url, concurrency=sizes.concurrency,
                          **common) for _ in range(sizes.repeat)]
         fp_seq = run_worker(python, RUN_FP, "bulk", url=emu.url, threads=1, **common)
-        fp_pool = [run_worker(python, RUN_FP, "bulk", url=emu.url, threads=16, **common)
-                   for _ in range(sizes.repeat)]
+        fp_pool = [run_worker(python, RUN_FP, "bulk", url=emu.url, threads=sizes.concurrency,
+                              **common) for _ in range(sizes.repeat)]
     for runs in (mc, [fp_seq], fp_pool):
         for run in runs:
             if run["cases"] != sizes.cases:
@@ -273,7 +295,7 @@ def scenario_bulk(report: Report, python: str, sizes: Sizes, workdir: Path) -> N
         ["FalconPy get_cases, sequential batches",
          f"{t_seq:.3f}", f"{t_seq / ideal:.2f}", "1.0x",
          f"client CPU {fp_seq['cpu']:.3f} s; {_full_gc([fp_seq])}"],
-        ["FalconPy get_cases, ThreadPoolExecutor(16)",
+        [f"FalconPy get_cases, ThreadPoolExecutor({sizes.concurrency})",
          f"{t_pool:.3f}", f"{t_pool / ideal:.2f}", f"{t_seq / t_pool:.1f}x",
          "runs: " + ", ".join(f"{r['wall']:.3f}" for r in fp_pool)
          + f"; client CPU {median_of(fp_pool, 'cpu'):.3f} s; {_full_gc(fp_pool)}"],
@@ -330,20 +352,54 @@ def scenario_cpu(report: Report, python: str, sizes: Sizes, workdir: Path) -> No
     report.say()
 
 
+def _check_content(emu: EmulatorProcess, direction: str, client: str, result: dict[str, Any],
+                   size: int, sha256: str) -> None:
+    """Fail unless a transfer moved exactly the right bytes (checked outside the timed part).
+
+    download: the runner hashed the file it saved; its SHA-256 must be the emulator's attachment.
+    upload: the emulator must store, under the id the client's reply named, bytes whose size and
+    SHA-256 are those of the file the client was given.
+    """
+    where = f"{client} {direction}"
+    if result["bytes"] != size:
+        raise RuntimeError(f"{where}: {result['bytes']} bytes, not {size}")
+    if direction == "download":
+        if result.get("sha256") != sha256:
+            raise RuntimeError(f"{where}: the file saved has SHA-256 {result.get('sha256')}, "
+                               f"the emulator's attachment {sha256}")
+        return
+    if result.get("server_size") != size:
+        raise RuntimeError(f"{where}: the reply gives size {result.get('server_size')}, not {size}")
+    if not result.get("server_id"):
+        raise RuntimeError(f"{where}: the reply names no attachment id")
+    stored = emu.attachment(result["server_id"])
+    if stored.get("size") != size or stored.get("sha256") != sha256:
+        raise RuntimeError(f"{where}: the emulator stored {stored} for attachment "
+                           f"{result['server_id']}; the file given to the client has {size} "
+                           f"bytes, SHA-256 {sha256}")
+
+
 def scenario_attachments(report: Report, python: str, sizes: Sizes, workdir: Path) -> None:
     size = sizes.attachment
     big = workdir / "big.pdf"
     line = b"falcon-mc benchmark upload line 0123456789abcdefghijklmnopqrstuvwxyz\n"
     block = line * (MIB // len(line) + 1)
+    digest = hashlib.sha256()  # what the emulator must store after each upload
     with big.open("wb") as out:
         left = size
         while left:
             out.write(block[: min(left, MIB)])
+            digest.update(block[: min(left, MIB)])
             left -= min(left, MIB)
+    big_sha256 = digest.hexdigest()
     common = {"ids_file": workdir / "ids.txt", "size": size, "out_dir": workdir}
     with emulator(python, workdir, cases=100, attachment_bytes=size,
                   max_attachment_bytes=size + MIB) as emu:
-        down: dict[str, Any] = {"attachment_id": emu.attachment_id}
+        served_sha256 = emu.attachment_sha256
+        if not served_sha256:
+            raise RuntimeError("the emulator process reported no SHA-256 for its attachment")
+        # each download runner hashes the file it saved (after the measured part) against this
+        down: dict[str, Any] = {"attachment_id": emu.attachment_id, "sha256": served_sha256}
         up: dict[str, Any] = {"case_id": emu.case_id, "user_uuid": emu.user_uuid, "file": big}
         variants: dict[tuple[str, str], tuple[Path, dict[str, Any]]] = {
             ("download", "falcon-mc"): (RUN_MC, down),
@@ -354,17 +410,15 @@ def scenario_attachments(report: Report, python: str, sizes: Sizes, workdir: Pat
         runs: dict[tuple[str, str], list[dict[str, Any]]] = {key: [] for key in variants}
         for _ in range(sizes.repeat):  # interleaved, so that drift hits every variant alike
             for (direction, client), (script, options) in variants.items():
-                runs[(direction, client)].append(
-                    run_worker(python, script, direction, url=emu.url, **options, **common))
+                result = run_worker(python, script, direction, url=emu.url, **options, **common)
+                _check_content(emu, direction, client, result, size,
+                               served_sha256 if direction == "download" else big_sha256)
+                runs[(direction, client)].append(result)
     big.unlink()
     rows = []
     results: dict[tuple[str, str], dict[str, Any]] = {}
     for (direction, client), variant_runs in runs.items():
         for result in variant_runs:
-            if result["bytes"] != size:
-                raise RuntimeError(f"{client} {direction}: {result['bytes']} bytes, not {size}")
-            if direction == "upload" and result.get("server_size") not in (None, size):
-                raise RuntimeError(f"{client} upload: the emulator stored {result['server_size']}")
             result["mbps"] = size / MIB / result["wall"]
         results[(direction, client)] = summary = {
             "growth_mib": max(r["growth_mib"] for r in variant_runs),
@@ -409,10 +463,10 @@ def scenario_ratelimit(report: Report, python: str, sizes: Sizes, workdir: Path)
         results.append((f"falcon-mc, {sizes.concurrency} tasks", result))
     if sizes.contrast:
         with emulator(python, workdir, cases=2000, rate_limit=rate) as emu:
-            result = run_worker(python, RUN_FP, "ratelimit", url=emu.url, threads=16,
-                                session=True, **common)
+            result = run_worker(python, RUN_FP, "ratelimit", url=emu.url,
+                                threads=sizes.concurrency, session=True, **common)
             result["server_429"] = emu.stats()["rate_limited"]
-            results.append(("FalconPy, 16 threads (no pacing)", result))
+            results.append((f"FalconPy, {sizes.concurrency} threads (no pacing)", result))
     rows = []
     for name, result in results:
         windows = "; ".join(f"{w['ok']} ok / {w['429']} x 429" for w in result["windows"])
@@ -450,12 +504,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cases", type=int, default=None, help="cases fetched in 1 and 2")
     parser.add_argument("--batch", type=int, default=None, help="ids per request in 1 and 2")
     parser.add_argument("--concurrency", type=int, default=None,
-                        help="falcon-mc max_concurrency (1, 2, 4)")
-    parser.add_argument("--latency", type=float, default=None, help="seconds, scenario 1")
+                        help="falcon-mc max_concurrency and FalconPy's thread count in 1 and 4 "
+                             "(default 16)")
+    parser.add_argument("--latency", type=float, default=None,
+                        help="seconds per request in scenario 1, > 0 (scenario 2 is the "
+                             "zero-latency run)")
     parser.add_argument("--attachment-mib", type=int, default=None, help="scenario 3 size")
     parser.add_argument("--rate", type=int, default=None, help="requests per minute, 4")
     parser.add_argument("--duration", type=float, default=None,
-                        help="seconds of sustained work in 4 (a multiple of 60)")
+                        help="seconds of sustained work in 4: 60, 120, 180... (counted in "
+                             "60 s windows)")
     parser.add_argument("--contrast", action=argparse.BooleanOptionalAction, default=None,
                         help="also run FalconPy against the rate limit (default: full only)")
     parser.add_argument("--gc-off", action="store_true",
@@ -465,6 +523,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--python", default=sys.executable,
                         help="interpreter for the worker processes (default: this one)")
     args = parser.parse_args(argv)
+    if args.latency is not None and not args.latency > 0:
+        parser.error(f"--latency must be > 0 (got {args.latency:g}): scenario 1 compares with "
+                     f"rounds x latency; for zero latency run scenario 2 (--only 2)")
+    if args.duration is not None and not (args.duration > 0 and args.duration % 60 == 0):
+        parser.error(f"--duration must be a positive multiple of 60 (got {args.duration:g}): "
+                     f"scenario 4 counts requests in 60 s windows")
     sizes = QUICK if args.quick else FULL
     overrides = {
         "repeat": args.repeat, "cases": args.cases, "batch": args.batch,
@@ -473,11 +537,17 @@ def main(argv: list[str] | None = None) -> int:
         "attachment": None if args.attachment_mib is None else args.attachment_mib * MIB,
     }
     sizes = replace(sizes, **{k: v for k, v in overrides.items() if v is not None})
+    scenarios = args.only or sorted(SCENARIOS)
+    if any(key in ("1", "2", "3") for key in scenarios) or ("4" in scenarios and sizes.contrast):
+        missing = _missing_falconpy(args.python)
+        if missing:
+            sys.exit(f"bench.py: {missing}; install the benchmark extra into that interpreter: "
+                     f'python -m pip install -e ".[bench]"')
     report = Report(args.markdown)
     header(report, sizes, args.quick)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="falcon-mc-bench-") as tmp:
-        for key in args.only or sorted(SCENARIOS):
+        for key in scenarios:
             SCENARIOS[key](report, args.python, sizes, Path(tmp))
     missed = [name for name, ok in report.verdicts if not ok]
     report.say(f"Targets: {len(report.verdicts) - len(missed)} of {len(report.verdicts)} met"
