@@ -1,7 +1,8 @@
 """pytest plugin: opt-in fixtures to test your own code against the embedded emulator.
 
 Installed with falcon-mc (entry point ``pytest11``): nothing happens unless a test asks for a
-fixture, and the emulator is imported only then.
+fixture, and the emulator is imported only then (loading the plugin imports ``falcon_mc``,
+about 0.2 s a run; ``-p no:falcon_mc`` leaves it out).
 
 * ``falcon_emulator``: a fresh :class:`~falcon_mc.emulator.Emulator`, seeded with 50
   reproducible cases (``seed=7``); the ``falcon_emulator`` marker changes that.
