@@ -404,7 +404,23 @@ def test_upload_refuses_a_bad_file_type(served: str, emu: Emulator, tmp_path: Pa
     result = invoke(["--base-url", served, "attachments", "upload", a_case(emu), str(bad),
                      "--user-uuid", a_user(emu)])
     assert result.exit_code == 2
-    assert "FILE" in result.stderr
+    assert "invalid FILE / --name (filename)" in result.stderr
+
+
+def test_upload_usage_errors_name_the_option(served: str, emu: Emulator, tmp_path: Path) -> None:
+    source = tmp_path / "notes.txt"
+    source.write_bytes(b"x")
+    result = invoke(["--base-url", served, "attachments", "upload", a_case(emu), str(source),
+                     "--user-uuid", a_user(emu), "--name", "bad$name.txt"])
+    assert result.exit_code == 2
+    assert "invalid FILE / --name (filename)" in result.stderr
+    big = tmp_path / "big.txt"
+    with big.open("wb") as f:
+        f.truncate(16 * 1024 * 1024)
+    result = invoke(["--base-url", served, "attachments", "upload", a_case(emu), str(big),
+                     "--user-uuid", a_user(emu)])
+    assert result.exit_code == 2
+    assert "invalid FILE (file)" in result.stderr
 
 
 def test_aggregate_flags(served: str, emu: Emulator) -> None:

@@ -369,7 +369,8 @@ _ARGUMENT_NAMES = {
     "id": "ID",
     "case_id": "CASE_ID",
     "path": "FILE",
-    "filename": "FILE",
+    "file": "FILE",
+    "filename": "FILE / --name",
 }
 
 
