@@ -14,6 +14,7 @@ from pydantic import SecretStr
 
 from falcon_mc import APIConnectionError, APITimeoutError, AsyncMessageCenter, Cloud, OAuthError
 from falcon_mc._auth import REFRESH_RETRY, TokenManager
+from falcon_mc._cli._core import describe_error
 from falcon_mc._log import redact
 from falcon_mc._retry import RetryPolicy
 from falcon_mc.emulator import Emulator
@@ -130,6 +131,42 @@ async def test_a_waiter_fetches_itself_when_the_fetching_task_is_cancelled() -> 
             await anyio.wait_all_tasks_blocked()
             first.cancel()
     assert got == ["t1"]
+
+
+# -- 2b: a refused token request says what its status means ---------------------------------------
+
+CREDENTIALS = "check the API client id and secret"
+
+
+@pytest.mark.parametrize(
+    ("status", "says", "exit_code"),
+    [
+        (400, CREDENTIALS, 3),
+        (401, CREDENTIALS, 3),
+        (403, CREDENTIALS, 3),
+        (429, "the token endpoint is rate limiting", 6),
+        (500, "the token endpoint is unavailable", 1),
+        (503, "the token endpoint is unavailable", 1),
+        (308, "answered unexpectedly with HTTP 308, a redirect: check the base URL", 3),
+        (404, "answered unexpectedly with HTTP 404", 3),
+    ],
+)
+async def test_a_refused_token_request_is_worded_by_its_status(
+    status: int, says: str, exit_code: int
+) -> None:
+    async def token(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(status, json=envelope(), headers={"X-CS-TRACEID": "tr-9"})
+
+    async with http_for(token) as http:
+        with pytest.raises(OAuthError) as info:
+            await manager(http).get()
+    message = str(info.value)
+    assert says in message
+    assert f"HTTP {status}" in message
+    if status not in (400, 401, 403):  # not a credentials problem: no credentials hint
+        assert CREDENTIALS not in message
+    assert (info.value.status_code, info.value.trace_id) == (status, "tr-9")
+    assert describe_error(info.value)[0] == exit_code  # the CLI maps it by its status
 
 
 # -- 3: a failed early refresh keeps the still valid token -----------------------------------------
