@@ -12,8 +12,8 @@ import httpx
 import pytest
 import respx
 
-from falcon_mc import AggregateQuery, AsyncMessageCenter, Cloud, InvalidArgumentError
-from falcon_mc._args import check_offset
+from falcon_mc import AggregateQuery, AsyncMessageCenter, Cloud, EntityRef, InvalidArgumentError
+from falcon_mc._args import check_limit, check_offset
 
 Call = Callable[[AsyncMessageCenter, Path], Awaitable[Any]]
 
@@ -24,6 +24,9 @@ async def _query(mc: AsyncMessageCenter, **kwargs: Any) -> Any:
 
 async def _activities(mc: AsyncMessageCenter, **kwargs: Any) -> Any:
     return await mc.query_activities(**kwargs)
+
+
+AGG = {"field": "case.status", "name": "s", "type": "terms"}
 
 
 def deep_query(levels: int) -> dict[str, Any]:
@@ -44,7 +47,13 @@ def big_file(tmp: Path) -> Path:
 CASES: list[tuple[str, str, Call]] = [
     ("limit zero", "limit", lambda mc, _: _query(mc, limit=0)),
     ("limit 501", "limit", lambda mc, _: _query(mc, limit=501)),
-    ("limit string", "limit", lambda mc, _: _query(mc, limit="10")),
+    ("limit word", "limit", lambda mc, _: _query(mc, limit="ten")),
+    # ASCII-digit strings are read as FalconPy does, within the same range
+    ("limit string zero", "limit", lambda mc, _: _query(mc, limit="0")),
+    ("limit string 501", "limit", lambda mc, _: _query(mc, limit="501")),
+    ("limit negative string", "limit", lambda mc, _: _query(mc, limit="-5")),
+    ("limit arabic-indic digits", "limit", lambda mc, _: _query(mc, limit="\u0661\u0660")),
+    ("limit superscript digit", "limit", lambda mc, _: _query(mc, limit="\u00b2")),
     ("limit bool", "limit", lambda mc, _: _query(mc, limit=True)),
     ("limit float", "limit", lambda mc, _: _query(mc, limit=2.5)),
     ("offset negative", "offset", lambda mc, _: _query(mc, offset=-1)),
@@ -75,6 +84,13 @@ CASES: list[tuple[str, str, Call]] = [
     ("get_cases non-str id", "ids", lambda mc, _: mc.get_cases(["a", 3])),  # type: ignore[list-item]
     ("get_cases body without ids", "body.ids", lambda mc, _: mc.get_cases(body={})),
     ("get_case_activity empty", "ids", lambda mc, _: mc.get_case_activity([])),
+    # a dict passed as ids is the body, validated as body= is
+    ("get_cases payload without ids", "body.ids",
+     lambda mc, _: mc.get_cases({"idz": ["a"]})),
+    ("get_case_activity payload with blank id", "body.ids",
+     lambda mc, _: mc.get_case_activity({"ids": ["a", " "]})),
+    ("get_cases payload and body", "body",
+     lambda mc, _: mc.get_cases({"ids": ["a"]}, body={"ids": ["b"]})),
     ("aggregate nothing", "queries", lambda mc, _: mc.aggregate_cases()),
     ("aggregate missing field", "queries.field",
      lambda mc, _: mc.aggregate_cases({"name": "n", "type": "terms"})),
@@ -91,6 +107,22 @@ CASES: list[tuple[str, str, Call]] = [
     ("create v2 bad detection", "detections.0",
      lambda mc, _: mc.create_case_v2(content="b", title="t", type="fc:contact",
                                      detections=["ldt:1"])),  # type: ignore[list-item]
+    # a lone reference was iterated by its keys (a misleading "detections.0: Input should
+    # be a valid dictionary"), a string by its characters
+    ("create v2 lone detection dict", "detections",
+     lambda mc, _: mc.create_case_v2(content="b", title="t", type="fc:contact",
+                                     detections={"id": "ldt:1", "url": "https://x"})),  # type: ignore[arg-type]
+    ("create v2 lone incident model", "incidents",
+     lambda mc, _: mc.create_case_v2(content="b", title="t", type="fc:contact",
+                                     incidents=EntityRef(id="inc:1"))),  # type: ignore[arg-type]
+    ("create v1 detections string", "detections",
+     lambda mc, _: mc.create_case(content="b", title="t", type="fc:contact", user_uuid="u",
+                                  detections="ldt:1")),  # type: ignore[arg-type]
+    ("create v2 incidents number", "incidents",
+     lambda mc, _: mc.create_case_v2(content="b", title="t", type="fc:contact",
+                                     incidents=5)),  # type: ignore[arg-type]
+    ("update lone detection dict", "detections",
+     lambda mc, _: mc.update_case(id="c", detections={"id": "ldt:1"})),  # type: ignore[arg-type]
     ("create v1 missing user_uuid", "user_uuid",
      lambda mc, _: mc.create_case(content="b", title="t", type="fc:contact")),
     ("update without id", "id", lambda mc, _: mc.update_case(content="x")),
@@ -155,6 +187,37 @@ CASES: list[tuple[str, str, Call]] = [
         name="n", type="terms", field="case.status", siz=1)),
     ("aggregate FalconPy parameters=", "parameters", lambda mc, _: mc.aggregate_cases(
         name="n", type="terms", field="case.status", parameters={"x": 1})),
+    # body= and query keywords: FalconPy ignores the keywords; here one was sent as a second
+    # query, or the keyword alone failed as "queries.field: Field required"
+    ("aggregate body= and filter=", "body", lambda mc, _: mc.aggregate_cases(
+        body=[AGG], filter="case.type:'fc:contact'")),
+    ("aggregate body= and a keyword query", "body", lambda mc, _: mc.aggregate_cases(
+        body=[AGG], field="case.type", name="t", type="terms")),
+    # body= problems name body (they named "queries")
+    ("aggregate body item missing field", "body.1.field", lambda mc, _: mc.aggregate_cases(
+        body=[AGG, {"name": "n", "type": "terms"}])),
+    ("aggregate lone body missing name", "body.name", lambda mc, _: mc.aggregate_cases(
+        body={"field": "case.status", "type": "terms"})),
+    ("aggregate body too deep", "body.0", lambda mc, _: mc.aggregate_cases(
+        body=[deep_query(4)])),
+    ("aggregate body a string", "body", lambda mc, _: mc.aggregate_cases(
+        body="case.status")),  # type: ignore[arg-type]
+    # the file part's type: "multipart/form-data" (the Uber class's request type) labelled
+    # the file so, without a boundary
+    ("upload content_type multipart", "content_type", lambda mc, _: mc.add_case_attachment(
+        case_id="c", user_uuid="u", file_data=b"x", file_name="x.png",
+        content_type="multipart/form-data")),
+    ("upload content_type Multipart/Mixed", "content_type", lambda mc, _: mc.add_case_attachment(
+        case_id="c", user_uuid="u", file_data=b"x", file_name="x.png",
+        content_type="Multipart/Mixed; boundary=x")),
+    # file_data takes bytes or a binary file object (as file= does)
+    ("upload file_data text", "file_data", lambda mc, _: mc.add_case_attachment(
+        case_id="c", user_uuid="u", file_data="abc", filename="x.txt")),  # type: ignore[arg-type]
+    ("upload file_data text-mode file", "file_data", lambda mc, _: mc.add_case_attachment(
+        case_id="c", user_uuid="u", file_data=io.StringIO("x"), filename="x.txt")),  # type: ignore[arg-type]
+    ("upload file_data file and file", "file_data", lambda mc, _: mc.add_case_attachment(
+        case_id="c", user_uuid="u", file_data=io.BytesIO(b"x"), file=io.BytesIO(b"y"),
+        filename="x.txt")),
 ]
 
 
@@ -183,6 +246,27 @@ def test_there_are_at_least_forty_cases() -> None:
 @pytest.mark.parametrize(("offset", "expected"), [("10", 10), (" 7 ", 7), ("0", 0), (3, 3)])
 def test_offset_accepts_ascii_digit_strings(offset: object, expected: int) -> None:
     assert check_offset(offset) == expected
+
+
+@pytest.mark.parametrize(("limit", "expected"), [("100", 100), (" 7 ", 7), ("500", 500), (3, 3)])
+def test_limit_accepts_ascii_digit_strings(limit: object, expected: int) -> None:
+    assert check_limit(limit) == expected
+
+
+async def test_multipart_content_type_is_explained() -> None:
+    """``content_type=`` is the file part's type; the message says so."""
+    async with AsyncMessageCenter(client_id="a", client_secret="b") as mc:
+        with pytest.raises(InvalidArgumentError, match="uploaded file's own type"):
+            await mc.add_case_attachment(case_id="c", user_uuid="u", file_data=b"x",
+                                         file_name="x.png", content_type="multipart/form-data")
+
+
+@pytest.mark.parametrize("refs", [{"id": "ldt:1"}, EntityRef(id="ldt:1")])
+async def test_a_lone_reference_is_told_to_be_wrapped_in_a_list(refs: object) -> None:
+    async with AsyncMessageCenter(client_id="a", client_secret="b") as mc:
+        with pytest.raises(InvalidArgumentError, match=r"^detections: .*single .*wrap it in a"):
+            await mc.create_case_v2(content="b", title="t", type="fc:contact",
+                                    detections=refs)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(

@@ -237,11 +237,11 @@ async def test_a_save_cancelled_while_its_part_file_is_created_leaves_none(
     entered, release, finished = threading.Event(), threading.Event(), threading.Event()
     create = partfile._create
 
-    def held(path: Path, abandoned: threading.Event) -> Any:
+    def held(path: Path) -> Any:
         entered.set()
         release.wait(10)
         try:
-            return create(path, abandoned)
+            return create(path)
         finally:
             finished.set()
 

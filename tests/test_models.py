@@ -326,6 +326,35 @@ def test_timestamps(text: str, expected: datetime) -> None:
     assert Attachment.model_validate({"created_time": text}).created_time == expected
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2024-05-01T11:00:00.123456", datetime(2024, 5, 1, 11, 0, 0, 123456, tzinfo=UTC)),
+        ("2021-05-15T14:55:21.892315096", datetime(*SECOND, 892315, tzinfo=UTC)),
+        ("2024-05-02", datetime(2024, 5, 2, tzinfo=UTC)),
+        ("2024-05-02T08:00:00", datetime(2024, 5, 2, 8, tzinfo=UTC)),
+    ],
+)
+def test_timestamps_without_an_offset_read_as_utc(text: str, expected: datetime) -> None:
+    """They were naive datetimes (the docs promise aware ones): comparing one with an aware
+    datetime, or sorting a mix, raised TypeError."""
+    raw = envelope([{"id": "a", "created_time": "2000-01-01T00:00:00Z"},
+                    {"id": "b", "created_time": text}])
+    first, second = TypeAdapter(Envelope[Case]).validate_json(raw).resources
+    assert second.created_time is not None and second.created_time.utcoffset() is not None
+    assert second.created_time == expected
+    assert first.created_time is not None and first.created_time < second.created_time
+    from_python = CaseActivity.model_validate({"created_time": expected.replace(tzinfo=None)})
+    assert from_python.created_time == expected and from_python.created_time.tzinfo is not None
+
+
+def test_timestamps_keep_their_offset() -> None:
+    time = Attachment.model_validate({"created_time": "2024-05-01T12:00:00+02:00"}).created_time
+    assert time is not None and time.utcoffset() is not None
+    assert time.utcoffset().total_seconds() == 7200  # type: ignore[union-attr]
+    assert time == datetime(2024, 5, 1, 10, tzinfo=UTC)
+
+
 def test_aggregation_reply_nested() -> None:
     raw = envelope(
         [
@@ -597,6 +626,18 @@ def test_ids_request() -> None:
     assert wire(IdsRequest(ids=["a", "b"])) == {"ids": ["a", "b"]}
     with pytest.raises(ValidationError):
         IdsRequest.model_validate({"ids": "a"})
+
+
+@pytest.mark.parametrize("number", [float("inf"), float("-inf"), float("nan")])
+def test_request_numbers_are_finite(number: float) -> None:
+    """JSON has no NaN or infinity (they went on the wire as bare ``Infinity``/``NaN``)."""
+    with pytest.raises(ValidationError, match="finite number"):
+        Range(from_=0, to=number)
+    with pytest.raises(ValidationError, match="finite number"):
+        Range.model_validate({"From": number})
+    with pytest.raises(ValidationError, match="finite number"):
+        AggregateQuery(field="f", name="n", type="percentiles", percents=[50, number])
+    assert wire(Range(from_=0, to=1e300)) == {"From": 0, "To": 1e300}
 
 
 def test_request_wrong_types_fail() -> None:

@@ -32,6 +32,7 @@ from falcon_mc import (
     Range,
     fql,
 )
+from falcon_mc.models import IdsRequest
 
 from .conftest import TOKEN, envelope, paged
 
@@ -267,7 +268,7 @@ async def test_add_case_activity(mc: AsyncMessageCenter, router: respx.MockRoute
     reply["meta"]["writes"] = {"resources_affected": 1}  # type: ignore[index]
     route = router.post("/message-center/entities/case-activity/v1").respond(200, json=reply)
     result = await mc.add_case_activity(case_id="c-1", content="hi", user_uuid="uu-1")
-    assert_type(result, Envelope[None])
+    assert_type(result, Envelope[object])
     assert sent_json(route) == {"case_id": "c-1", "body": "hi", "user_uuid": "uu-1",
                                 "type": "comment"}
     assert result.meta.writes is not None and result.meta.writes.resources_affected == 1
@@ -506,3 +507,193 @@ async def test_falconpy_type_aliases(mc: AsyncMessageCenter, router: respx.MockR
     assert sent_json(comments)["type"] == "comment"  # type: ignore[index]
     with pytest.raises(ValueError, match=r"^type"):
         await mc.create_case_v2(content="b", title="t", type="a", case_type="b")
+
+
+# --------------------------------------------------------------------------- FalconPy parity
+
+
+async def test_limit_accepts_ascii_digit_strings_as_offset_does(
+    mc: AsyncMessageCenter, router: respx.MockRouter
+) -> None:
+    cases = router.get("/message-center/queries/cases/v1").respond(200, json=envelope([]))
+    activities = router.get("/message-center/queries/case-activities/v1").respond(
+        200, json=envelope([])
+    )
+    await mc.query_cases(limit="100", offset="10")
+    assert dict(cases.calls.last.request.url.params) == {"limit": "100", "offset": "10"}
+    await mc.query_activities(case_id="c-1", limit=" 7 ")
+    assert dict(activities.calls.last.request.url.params) == {"case_id": "c-1", "limit": "7"}
+
+
+@pytest.mark.parametrize("max_ids", [500, 1])  # one batch, or a batch per id
+async def test_a_get_of_only_unknown_ids_returns_them_in_errors(
+    router: respx.MockRouter, max_ids: int
+) -> None:
+    """The API answers 404 when none of a batch's ids exist; the bulk get does not raise, as
+    docs/cases.md says: the envelope has no resources and lists every id in ``errors`` (the
+    404's own errors, or one per id when it lists none)."""
+    listed = {"code": 404, "message": "case x-1 not found", "id": "x-1"}
+    router.post("/message-center/entities/cases/GET/v1").mock(side_effect=lambda request: (
+        httpx.Response(404, json=envelope(errors=[listed]))
+        if json.loads(request.content)["ids"] == ["x-1"] else httpx.Response(404)
+    ))
+    router.post("/message-center/entities/case-activities/GET/v1").respond(404)
+    async with AsyncMessageCenter(client_id="a", client_secret="b", max_ids_per_request=max_ids,
+                                  transport=httpx.MockTransport(router.async_handler)) as mc:
+        cases = await mc.get_cases(["x-1"])
+        activities = await mc.get_case_activity(["x-1", "x-2"])
+    assert cases.resources == [] and [e.model_dump() for e in cases.errors] == [listed]
+    assert activities.resources == []
+    assert [(e.code, e.id) for e in activities.errors] == [(404, "x-1"), (404, "x-2")]
+
+
+async def test_a_payload_passed_as_ids_is_the_body(
+    mc: AsyncMessageCenter, router: respx.MockRouter
+) -> None:
+    """FalconPy sends a dict given positionally as the whole payload."""
+    cases = router.post("/message-center/entities/cases/GET/v1").respond(
+        200, json=envelope([CASE])
+    )
+    activities = router.post("/message-center/entities/case-activities/GET/v1").respond(
+        200, json=envelope([ACTIVITY])
+    )
+    result = await mc.get_cases({"ids": ["c-1", "c-2"]})
+    assert sent_json(cases) == {"ids": ["c-1", "c-2"]}
+    assert result.resources[0].id == "c-1"
+    await mc.get_cases(IdsRequest(ids=["c-3"]))
+    assert sent_json(cases) == {"ids": ["c-3"]}
+    await mc.get_case_activity({"ids": "act-1,act-2"})
+    assert sent_json(activities) == {"ids": ["act-1", "act-2"]}
+
+
+async def test_none_detections_and_incidents_are_not_given(
+    mc: AsyncMessageCenter, router: respx.MockRouter
+) -> None:
+    """FalconPy treats ``detections=None`` as not given; it raised TypeError here."""
+    v2 = router.post("/message-center/entities/case/v2").respond(200, json=envelope([AFFECTED]))
+    v1 = router.post("/message-center/entities/case/v1").respond(200, json=envelope([AFFECTED]))
+    await mc.create_case_v2(content="c", title="t", type="fc:contact", detections=None,
+                            incidents=None)
+    assert sent_json(v2) == {"body": "c", "title": "t", "type": "fc:contact",
+                             "detections": [], "incidents": []}
+    await mc.create_case_v2(content="c", title="t", type="fc:contact", incidents=None,
+                            detections=[{"id": "ldt:1"}])
+    assert sent_json(v2)["detections"] == [{"id": "ldt:1"}]  # type: ignore[index]
+    with pytest.deprecated_call():
+        await mc.create_case(content="c", title="t", type="fc:contact", user_uuid="u",
+                             detections=None, incidents=None)
+    assert sent_json(v1) == {"body": "c", "title": "t", "type": "fc:contact", "user_uuid": "u",
+                             "detections": [], "incidents": []}
+
+
+async def test_aggregate_body_may_be_one_query(
+    mc: AsyncMessageCenter, router: respx.MockRouter
+) -> None:
+    """FalconPy sends a dict ``body=`` as it is; it was iterated by its keys here."""
+    route = router.post("/message-center/aggregates/cases/GET/v1").respond(
+        200, json=envelope([{"name": "s", "buckets": []}])
+    )
+    query = {"field": "case.status", "name": "s", "type": "terms"}
+    await mc.aggregate_cases(body=query)
+    assert sent_json(route) == [query]
+    await mc.aggregate_cases(body=AggregateQuery.model_validate(query))
+    assert sent_json(route) == [query]
+    await mc.aggregate_cases(body=(query, {**query, "name": "t"}))
+    assert sent_json(route) == [query, {**query, "name": "t"}]
+
+
+@pytest.mark.parametrize("keywords", [
+    {"filter": "case.type:'fc:contact'"},  # was "queries.field: Field required"
+    {"field": "case.type", "name": "t", "type": "terms"},  # was sent as a second query
+])
+async def test_aggregate_body_and_keywords_do_not_mix(
+    mc: AsyncMessageCenter, router: respx.MockRouter, keywords: dict[str, Any]
+) -> None:
+    route = router.post("/message-center/aggregates/cases/GET/v1").respond(
+        200, json=envelope([])
+    )
+    query = {"field": "case.status", "name": "s", "type": "terms"}
+    with pytest.raises(InvalidArgumentError, match=r"^body: pass either body= or keywords") as info:
+        await mc.aggregate_cases(body=[query], **keywords)
+    assert info.value.argument == "body"
+    assert all(name in str(info.value) for name in keywords)
+    assert not route.called
+
+
+async def test_a_file_object_in_file_data_is_streamed_as_file_does(
+    router: respx.MockRouter, tmp_path: Path
+) -> None:
+    """FalconPy (requests) uploads an open file given as ``file_data``; it was refused. Read
+    from where it stands, and again from there when the request is replayed (a 401)."""
+    path = tmp_path / "t.csv"
+    path.write_bytes(b"skip|hello,world\n")
+    route = router.post("/message-center/entities/case-attachment/v1").mock(side_effect=[
+        httpx.Response(401, json=envelope()),
+        httpx.Response(200, json=envelope([{"id": "a-1", "name": "t.csv"}])),
+        httpx.Response(200, json=envelope([{"id": "a-2", "name": "renamed.csv"}])),
+    ])
+    async with AsyncMessageCenter(client_id="a", client_secret="b",
+                                  transport=httpx.MockTransport(router.async_handler)) as mc:
+        with path.open("rb") as handle:
+            handle.read(5)
+            result = await mc.add_case_attachment(case_id="c", user_uuid="u", file_data=handle)
+        assert result.resources[0].id == "a-1"
+        assert route.call_count == 2
+        for call in route.calls:
+            body = call.request.content
+            assert b'name="file"; filename="t.csv"\r\nContent-Type: text/csv' in body
+            assert b"\r\n\r\nhello,world\n\r\n" in body and b"skip" not in body
+            assert int(call.request.headers["Content-Length"]) == len(body)
+        with path.open("rb") as handle:  # FalconPy's other names of file_data, and file_name=
+            await mc.add_case_attachment(case_id="c", user_uuid="u", upfile=handle,
+                                         file_name="renamed.csv")
+        body = route.calls.last.request.content
+        assert b'filename="renamed.csv"' in body and b"skip|hello,world\n" in body
+
+
+@pytest.mark.parametrize("resources", [[{"id": "act-123", "case_id": "c-1"}], ["act-123"]])
+async def test_add_case_activity_keeps_resources_the_spec_does_not_list(
+    mc: AsyncMessageCenter, router: respx.MockRouter, resources: list[object]
+) -> None:
+    """The spec's reply is meta-only; a reply that also carries ``resources`` (new fields never
+    break you) raised APIResponseValidationError after the comment was written."""
+    reply = envelope(resources)
+    reply["meta"]["writes"] = {"resources_affected": 1}  # type: ignore[index]
+    router.post("/message-center/entities/case-activity/v1").respond(200, json=reply)
+    result = await mc.add_case_activity(case_id="c-1", content="hi", user_uuid="uu-1")
+    assert_type(result, Envelope[object])
+    assert result.resources == resources
+    assert result.meta.writes is not None and result.meta.writes.resources_affected == 1
+
+
+@pytest.mark.parametrize(("query", "argument"), [
+    ({"ranges": [{"from": 0, "to": float("inf")}]}, "queries.ranges.0.to"),
+    ({"ranges": [{"From": float("-inf")}]}, "queries.ranges.0.From"),
+    ({"percents": [50, float("nan")]}, "queries.percents.1"),
+])
+async def test_non_finite_numbers_in_a_query_are_refused_naming_the_field(
+    mc: AsyncMessageCenter, router: respx.MockRouter, query: dict[str, Any], argument: str
+) -> None:
+    """They went on the wire as the bare words Infinity/NaN: not JSON."""
+    route = router.post("/message-center/aggregates/cases/GET/v1").respond(
+        200, json=envelope([])
+    )
+    with pytest.raises(InvalidArgumentError, match="finite") as info:
+        await mc.aggregate_cases({"name": "n", "type": "range", "field": "case.key", **query})
+    assert info.value.argument == argument
+    assert not route.called
+
+
+async def test_a_non_finite_number_assigned_after_validation_is_refused(
+    mc: AsyncMessageCenter, router: respx.MockRouter
+) -> None:
+    route = router.post("/message-center/aggregates/cases/GET/v1").respond(
+        200, json=envelope([])
+    )
+    bound = Range(from_=0)
+    bound.to = float("inf")  # models do not validate assignments
+    query = AggregateQuery(name="n", type="range", field="case.key", ranges=[bound])
+    with pytest.raises(InvalidArgumentError, match="NaN and infinity have no JSON form") as info:
+        await mc.aggregate_cases(query)
+    assert info.value.argument == "body"
+    assert not route.called

@@ -5,7 +5,7 @@ Each raises :class:`InvalidArgumentError` (a ``ValueError``) naming the argument
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import TypeVar, cast
 
 import httpx
@@ -27,6 +27,7 @@ __all__ = [
     "check_unicode",
     "normalize_filter",
     "normalize_ids",
+    "normalize_refs",
 ]
 
 MAX_LIMIT = 500
@@ -90,28 +91,39 @@ def check_timeout(timeout: object) -> httpx.Timeout:
 
 
 def check_limit(limit: object) -> int | None:
-    """``limit`` is an integer in 1..500 (the spec's range)."""
+    """``limit`` is an integer in 1..500 (the spec's range); a string of ASCII digits is
+    accepted, as FalconPy does (the rules of :func:`check_offset`)."""
     if limit is None:
         return None
+    if (number := _ascii_digits(limit)) is not None:
+        limit = number
     if isinstance(limit, bool) or not isinstance(limit, int):
-        raise InvalidArgumentError("limit", f"expected an integer, got {type(limit).__name__}")
+        raise InvalidArgumentError("limit", f"expected an integer, got {limit!r}")
     if not 1 <= limit <= MAX_LIMIT:
         raise InvalidArgumentError("limit", f"must be between 1 and {MAX_LIMIT}, got {limit}")
     return limit
 
 
-def check_offset(offset: object) -> int | None:
-    """``offset`` is a non-negative integer (a string of ASCII digits is accepted, as FalconPy).
+def _ascii_digits(value: object) -> int | None:
+    """The number a string of ASCII digits (spaces around allowed) spells; else ``None``.
 
-    Other Unicode digits (``'²'``, ``'٣'``) are refused: ``int()`` rejects some and reads
+    Other Unicode digits (``'²'``, ``'٣'``) are not read: ``int()`` rejects some and reads
     others as a number the caller may not have meant.
     """
-    if offset is None:
-        return None
-    if isinstance(offset, str):
-        digits = offset.strip()
+    if isinstance(value, str):
+        digits = value.strip()
         if digits.isascii() and digits.isdigit():
             return int(digits)
+    return None
+
+
+def check_offset(offset: object) -> int | None:
+    """``offset`` is a non-negative integer (a string of ASCII digits is accepted, as FalconPy;
+    other Unicode digits are refused)."""
+    if offset is None:
+        return None
+    if (number := _ascii_digits(offset)) is not None:
+        return number
     if isinstance(offset, bool) or not isinstance(offset, int):
         raise InvalidArgumentError("offset", f"expected an integer, got {offset!r}")
     if offset < 0:
@@ -164,6 +176,24 @@ def normalize_ids(ids: object, *, argument: str = "ids") -> list[str]:
     if not items:
         raise InvalidArgumentError(argument, "at least one id is required")
     return [check_unicode(argument, item) for item in dict.fromkeys(items)]
+
+
+def normalize_refs(argument: str, refs: object) -> list[object] | None:
+    """Detections or incidents: a list (or other iterable) of references, or ``None`` for "not
+    given" (as FalconPy). A lone reference (a dict, an ``EntityRef``) or a string is refused:
+    iterating it would send its keys, fields or characters."""
+    if refs is None:
+        return None
+    if isinstance(refs, Mapping | BaseModel):
+        raise InvalidArgumentError(
+            argument, f"expected a list of references, got a single {type(refs).__name__}: "
+            "wrap it in a list ([...])"
+        )
+    if isinstance(refs, str | bytes) or not isinstance(refs, Iterable):
+        raise InvalidArgumentError(
+            argument, f"expected a list of references (EntityRef or dict), got {refs!r}"
+        )
+    return list(refs)
 
 
 # Wire key -> the Python keyword that fills it (FalconPy's convention).

@@ -12,8 +12,15 @@ import operator
 import os
 import re
 import warnings
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Callable,
+    Iterable,
+    Mapping,
+    Sequence,
+)
+from contextlib import AbstractAsyncContextManager, aclosing, asynccontextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Self, TypeVar, cast
@@ -34,6 +41,7 @@ from ._args import (
     check_timeout,
     normalize_filter,
     normalize_ids,
+    normalize_refs,
 )
 from ._auth import TokenManager
 from ._cloud import Cloud, resolve_base_url
@@ -97,9 +105,13 @@ _ACTIVITIES: TypeAdapter[Envelope[CaseActivity]] = TypeAdapter(Envelope[CaseActi
 _AFFECTED: TypeAdapter[Envelope[AffectedEntity]] = TypeAdapter(Envelope[AffectedEntity])
 _AGGREGATES: TypeAdapter[Envelope[AggregationResult]] = TypeAdapter(Envelope[AggregationResult])
 _ATTACHMENTS: TypeAdapter[Envelope[Attachment]] = TypeAdapter(Envelope[Attachment])
-_META_ONLY: TypeAdapter[Envelope[None]] = TypeAdapter(Envelope[None])
+#: add-activity's reply: meta and errors by the spec; ``resources`` (should the API add them)
+#: kept as plain JSON values rather than failing a write that was done.
+_META_ONLY: TypeAdapter[Envelope[object]] = TypeAdapter(Envelope[object])
 
 Refs = Sequence[EntityRef | Mapping[str, Any]]
+BinaryFile = IO[bytes] | io.BufferedIOBase
+Queries = Sequence[AggregateQuery | Mapping[str, Any]] | AggregateQuery | Mapping[str, Any]
 Payload = Mapping[str, Any] | BaseModel
 
 
@@ -113,12 +125,121 @@ def _something_to_update(request: CaseUpdateRequest) -> None:
                                    "incidents")
 
 
+def _refs(detections: object, incidents: object) -> dict[str, list[object]]:
+    """The ``detections``/``incidents`` keywords given; ``None`` is "not given" (as FalconPy)."""
+    given = {
+        "detections": normalize_refs("detections", detections),
+        "incidents": normalize_refs("incidents", incidents),
+    }
+    return {key: refs for key, refs in given.items() if refs is not None}
+
+
 def _one_of(argument: str, **aliases: T | None) -> T | None:
     """The value of whichever alias keyword was given (FalconPy's names); at most one."""
     given = {key: value for key, value in aliases.items() if value is not None}
     if len(given) > 1:
         raise InvalidArgumentError(argument, f"pass only one of {', '.join(sorted(given))}")
     return next(iter(given.values()), None)
+
+
+def _body_queries(body: object) -> list[tuple[str, object]]:
+    """``aggregate_cases(body=)``: a list of queries, or one query (a dict or model), each
+    paired with the argument that names it in errors (``body.0``, or ``body``)."""
+    if body is None:
+        return []
+    if isinstance(body, Mapping | AggregateQuery):
+        return [("body", body)]
+    if isinstance(body, str | bytes) or not isinstance(body, Iterable):
+        raise InvalidArgumentError(
+            "body", f"expected a list of aggregate queries (or one query), got {body!r}"
+        )
+    return [(f"body.{index}", item) for index, item in enumerate(body)]
+
+
+def _part_media_type(filename: str, content_type: str | None) -> str:
+    """The file part's ``Content-Type``: ``content_type``, else guessed from the name."""
+    if content_type is None:
+        return guess_upload_content_type(filename)
+    if not _MEDIA_TYPE.fullmatch(content_type):  # it goes into the part's headers as it is
+        raise InvalidArgumentError("content_type", f"not a media type: {content_type!r}")
+    if content_type.split("/", 1)[0].strip().lower() == "multipart":
+        raise InvalidArgumentError(
+            "content_type",
+            f"{content_type!r} is a request's type (set by falcon-mc); content_type= is the "
+            "uploaded file's own type, such as 'image/png' (leave it out to guess it from the "
+            "file name)",
+        )
+    return content_type
+
+
+async def _file_source(
+    file_data: bytes | BinaryFile | None,
+    path: str | os.PathLike[str] | None,
+    file: BinaryFile | None,
+    filename: str | None,
+    limit: int,
+) -> tuple[FileSource, str]:
+    """Where the upload's bytes come from, and the name to send."""
+    if sum(v is not None for v in (file_data, path, file)) != 1:
+        raise InvalidArgumentError("file_data", "pass exactly one of file_data, path or file")
+    if isinstance(file_data, bytes | bytearray | memoryview):
+        return _bytes_source(bytes(file_data), filename)
+    if file_data is not None:  # a binary file object, as FalconPy (requests) takes it
+        if not callable(getattr(file_data, "read", None)):
+            raise InvalidArgumentError(
+                "file_data", f"expected bytes or a binary file object, got {type(file_data).__name__}"
+            )
+        return await _object_source("file_data", file_data, filename, limit)
+    if path is not None:
+        return await _path_source(path, filename)
+    assert file is not None
+    return await _object_source("file", file, filename, limit)
+
+
+def _bytes_source(data: bytes, filename: str | None) -> tuple[FileSource, str]:
+    if filename is None:
+        raise InvalidArgumentError("filename", "required when uploading bytes")
+    return FileSource(data=data, path=None, file=None, size=len(data)), filename
+
+
+async def _path_source(
+    path: str | os.PathLike[str], filename: str | None
+) -> tuple[FileSource, str]:
+    location = Path(path)
+    apath = anyio.Path(location)
+    if not await apath.is_file():
+        raise InvalidArgumentError("path", f"no such file: {location}")
+    size = (await apath.stat()).st_size
+    return FileSource(data=None, path=location, file=None, size=size), filename or location.name
+
+
+async def _object_source(
+    argument: str, file: BinaryFile, filename: str | None, limit: int
+) -> tuple[FileSource, str]:
+    """A binary file object: streamed from where it stands if seekable (and read from there
+    again on a retry), else read up front (``argument`` names it in errors)."""
+    name = filename or Path(str(getattr(file, "name", ""))).name
+    if not name:
+        raise InvalidArgumentError("filename", "required when the file object has no name")
+    # read(0) reads nothing and tells text from bytes, whatever ``mode`` says (a zip member
+    # has "r", a GzipFile an int)
+    probe = await anyio.to_thread.run_sync(file.read, 0)
+    if isinstance(cast(object, file), io.TextIOBase) or not isinstance(probe, bytes):
+        raise InvalidArgumentError(argument, "open the file in binary mode ('rb')")
+    if file.seekable():
+        start = file.tell()
+        size = await anyio.to_thread.run_sync(file.seek, 0, os.SEEK_END) - start
+        await anyio.to_thread.run_sync(file.seek, start)
+        return FileSource(data=None, path=None, file=cast(Any, file), size=size), name
+    # a pipe or socket: its size is unknown until read, so read it, but no further than
+    # one chunk past the limit (the size check then refuses it)
+    chunks: list[bytes] = []
+    size = 0
+    while size <= limit and (chunk := await anyio.to_thread.run_sync(file.read, FILE_CHUNK_SIZE)):
+        chunks.append(chunk)
+        size += len(chunk)
+    data = b"".join(chunks)
+    return FileSource(data=data, path=None, file=None, size=len(data)), name
 
 
 def _only_comments(request: ActivityCreationRequest) -> None:
@@ -235,8 +356,10 @@ class AsyncMessageCenter:
     async def aclose(self) -> None:
         """Revoke the token (best effort, never raises) and close the connection pool."""
         with anyio.CancelScope(shield=True):
-            await self._pipeline.auth.revoke()
-            await self._pipeline.http.aclose()
+            try:
+                await self._pipeline.auth.revoke()
+            finally:  # asyncio's own cancellation (no shield stops it) may end the revoke
+                await self._pipeline.http.aclose()
 
     def with_options(
         self,
@@ -277,7 +400,7 @@ class AsyncMessageCenter:
         *,
         filter: str | Filter | None = None,
         sort: str | None = None,
-        limit: int | None = None,
+        limit: int | str | None = None,
         offset: int | str | None = None,
     ) -> AsyncPaginator[str]:
         """Case ids matching an FQL filter (``QueryCasesIdsByFilter``).
@@ -299,7 +422,7 @@ class AsyncMessageCenter:
         case_id: str,
         filter: str | Filter | None = None,
         sort: str | None = None,
-        limit: int | None = None,
+        limit: int | str | None = None,
         offset: int | str | None = None,
     ) -> AsyncPaginator[str]:
         """Activity ids of one case (``QueryActivityByCaseID``).
@@ -333,7 +456,7 @@ class AsyncMessageCenter:
         self,
         op: Operation,
         params: dict[str, str | int],
-        limit: int | None,
+        limit: int | str | None,
         offset: int | str | None,
     ) -> AsyncPaginator[str]:
         async def fetch(page_offset: int, page_limit: int | None) -> IdPage[str]:
@@ -360,12 +483,14 @@ class AsyncMessageCenter:
     # -- gets -----------------------------------------------------------------------------------
 
     async def get_cases(
-        self, ids: str | Sequence[str] | None = None, *, body: Payload | None = None
+        self, ids: str | Sequence[str] | Payload | None = None, *, body: Payload | None = None
     ) -> Envelope[Case]:
         """Cases by id (``GetCaseEntitiesByIDs``), any number of ids.
 
         Ids are split into batches of ``max_ids_per_request`` fetched concurrently; results come
-        in the order asked, duplicates fetched once; ids not found are listed in ``errors``.
+        in the order asked, duplicates fetched once; ids not found are listed in ``errors``
+        (also when none is found: the API's 404 is not raised). A dict given as ``ids`` is the
+        whole payload, as ``body=`` (FalconPy sends it so).
 
         Example::
 
@@ -377,7 +502,7 @@ class AsyncMessageCenter:
         return await self._get_by_ids(ops.GET_CASES, _CASES, wanted, _ID)
 
     async def get_case_activity(
-        self, ids: str | Sequence[str] | None = None, *, body: Payload | None = None
+        self, ids: str | Sequence[str] | Payload | None = None, *, body: Payload | None = None
     ) -> Envelope[CaseActivity]:
         """Activities by id (``GetCaseActivityByIds``), batched and concurrent as ``get_cases``.
 
@@ -391,6 +516,8 @@ class AsyncMessageCenter:
 
     @staticmethod
     def _ids_argument(ids: object, body: Payload | None) -> list[str]:
+        if isinstance(ids, Mapping | BaseModel) and body is None:  # a whole payload: the body
+            ids, body = None, ids
         if body is not None:
             if ids is not None:
                 raise InvalidArgumentError("body", "pass either ids or body, not both")
@@ -457,13 +584,14 @@ class AsyncMessageCenter:
     async def aggregate_cases(
         self,
         *queries: AggregateQuery | Mapping[str, Any],
-        body: Sequence[AggregateQuery | Mapping[str, Any]] | None = None,
+        body: Queries | None = None,
         **query: Any,
     ) -> Envelope[AggregationResult]:
         """Aggregate cases (``AggregateCases``): one result per query, with buckets.
 
-        Pass :class:`AggregateQuery` objects or dicts, a raw ``body=`` list, or FalconPy-style
-        keywords for a single query.
+        Pass :class:`AggregateQuery` objects or dicts, a raw ``body=`` (a list of queries, or
+        one query), or FalconPy-style keywords for a single query; ``body=`` and keywords do
+        not mix.
 
         Example::
 
@@ -473,20 +601,21 @@ class AsyncMessageCenter:
             for bucket in result.resources[0].buckets:
                 print(bucket.label, bucket.count)
         """
-        items: list[AggregateQuery | Mapping[str, Any]] = list(queries)
-        if body is not None:
-            items.extend(body)
+        items = [("queries", item) for item in queries] + _body_queries(body)
         if query:
+            if body is not None:  # FalconPy ignores the keywords then; one would be dropped
+                names = ", ".join(sorted(query))
+                raise InvalidArgumentError("body", f"pass either body= or keywords ({names})")
             for key in query:  # a typo (``siz=``) would go to the server, which ignores it
                 if key not in _AGGREGATE_KEYS:
                     raise InvalidArgumentError(key, "not a field of an aggregate query")
-            items.append(query)
+            items.append(("queries", query))
         if not items:
             raise InvalidArgumentError("queries", "at least one aggregate query is required")
         payload = []
-        for item in items:
-            model = build_model("queries", AggregateQuery, item)
-            validate_aggregate_depth(model)
+        for argument, item in items:
+            model = build_model(argument, AggregateQuery, item)
+            validate_aggregate_depth(model, argument=argument)
             payload.append(_dump(model))
         return await self._pipeline.call(
             ops.AGGREGATE_CASES, self._options, _AGGREGATES, json_body=payload
@@ -501,8 +630,8 @@ class AsyncMessageCenter:
         title: str | None = None,
         type: str | None = None,
         user_uuid: str | None = None,
-        detections: Refs = (),
-        incidents: Refs = (),
+        detections: Refs | None = (),
+        incidents: Refs | None = (),
         body: Payload | None = None,
         case_type: str | None = None,
     ) -> Envelope[AffectedEntity]:
@@ -524,7 +653,7 @@ class AsyncMessageCenter:
         keywords = {
             "body": content, "title": title, "user_uuid": user_uuid,
             "type": _one_of("type", type=type, case_type=case_type),
-            "detections": list(detections), "incidents": list(incidents),
+            **_refs(detections, incidents),
         }
         return await self._write(
             ops.CREATE_CASE, _AFFECTED, CaseCreationRequest, body, keywords,
@@ -538,8 +667,8 @@ class AsyncMessageCenter:
         title: str | None = None,
         type: str | None = None,
         user_uuid: str | None = None,
-        detections: Refs = (),
-        incidents: Refs = (),
+        detections: Refs | None = (),
+        incidents: Refs | None = (),
         malware_submission_id: str | None = None,
         recon_rule_type: str | None = None,
         body: Payload | None = None,
@@ -561,7 +690,7 @@ class AsyncMessageCenter:
         keywords = {
             "body": content, "title": title, "user_uuid": user_uuid,
             "type": _one_of("type", type=type, case_type=case_type),
-            "detections": list(detections), "incidents": list(incidents),
+            **_refs(detections, incidents),
             "malware_submission_id": malware_submission_id,
             "recon_rule_type": recon_rule_type,
         }
@@ -595,8 +724,7 @@ class AsyncMessageCenter:
         )
         keywords = {
             "id": id, "body": content,
-            "detections": None if detections is None else list(detections),
-            "incidents": None if incidents is None else list(incidents),
+            **_refs(detections, incidents),
         }
         return await self._write(
             ops.UPDATE_CASE, _AFFECTED, CaseUpdateRequest, body, keywords, required=("id",),
@@ -612,8 +740,11 @@ class AsyncMessageCenter:
         type: str | None = None,
         body: Payload | None = None,
         activity_type: str | None = None,
-    ) -> Envelope[None]:
+    ) -> Envelope[object]:
         """Add a comment to a case (``CaseAddActivity``). The reply carries no activity id.
+
+        The spec's reply is ``meta`` and ``errors`` only, so ``resources`` is normally empty;
+        should the API send some, they are kept as plain JSON values (dicts, strings).
 
         ``type`` defaults to ``comment``, the only type the API accepts (``activity_type=`` is
         FalconPy's alias).
@@ -679,14 +810,14 @@ class AsyncMessageCenter:
         *,
         case_id: str,
         user_uuid: str,
-        file_data: bytes | None = None,
+        file_data: bytes | BinaryFile | None = None,
         path: str | os.PathLike[str] | None = None,
-        file: IO[bytes] | io.BufferedIOBase | None = None,
+        file: BinaryFile | None = None,
         filename: str | None = None,
         content_type: str | None = None,
         file_name: str | None = None,
-        sample: bytes | None = None,
-        upfile: bytes | None = None,
+        sample: bytes | BinaryFile | None = None,
+        upfile: bytes | BinaryFile | None = None,
     ) -> Envelope[Attachment]:
         """Upload an attachment (``CaseAddAttachment``) from bytes, a path or a binary file.
 
@@ -694,7 +825,9 @@ class AsyncMessageCenter:
         15 MB; name ``[A-Za-z0-9_-]`` first, then ``[A-Za-z0-9-_. ]``, at most 255 characters;
         png, bmp, jpg, jpeg, gif, pdf, doc, docx, xls, xlsx, pptx, txt, csv). FalconPy's
         keywords work too: ``file_name`` for ``filename``, ``sample``/``upfile`` for
-        ``file_data``.
+        ``file_data`` (which also takes a binary file object, as ``file=`` does).
+        ``content_type`` is the file's own type (guessed from its name when not given), never
+        the request's ``multipart/form-data``, which is set here.
 
         Example::
 
@@ -704,14 +837,15 @@ class AsyncMessageCenter:
         """
         check_text("case_id", case_id)
         check_text("user_uuid", user_uuid)
-        data = _one_of("file_data", file_data=file_data, sample=sample, upfile=upfile)
+        data = cast(  # mypy joins bytes and IO[bytes] to object
+            "bytes | BinaryFile | None",
+            _one_of("file_data", file_data=file_data, sample=sample, upfile=upfile),
+        )
         name = _one_of("filename", filename=filename, file_name=file_name)
-        source, name = await self._file_source(data, path, file, name, self._max_attachment_bytes)
+        source, name = await _file_source(data, path, file, name, self._max_attachment_bytes)
         validate_upload_filename(name)
         check_upload_size(source.size, self._max_attachment_bytes)
-        media = guess_upload_content_type(name) if content_type is None else content_type
-        if not _MEDIA_TYPE.fullmatch(media):  # it goes into the part's headers as it is
-            raise InvalidArgumentError("content_type", f"not a media type: {media!r}")
+        media = _part_media_type(name, content_type)
 
         async def build() -> RequestBody:
             return MultipartUpload(
@@ -726,59 +860,6 @@ class AsyncMessageCenter:
             ops.ADD_CASE_ATTACHMENT, self._options, _ATTACHMENTS, body=build
         )
         return self._raise_for_errors(ops.ADD_CASE_ATTACHMENT, envelope)
-
-    @staticmethod
-    async def _file_source(
-        file_data: bytes | None,
-        path: str | os.PathLike[str] | None,
-        file: IO[bytes] | io.BufferedIOBase | None,
-        filename: str | None,
-        limit: int,
-    ) -> tuple[FileSource, str]:
-        given = [v is not None for v in (file_data, path, file)]
-        if sum(given) != 1:
-            raise InvalidArgumentError("file_data", "pass exactly one of file_data, path or file")
-        if file_data is not None:
-            if not isinstance(file_data, bytes | bytearray | memoryview):
-                raise InvalidArgumentError("file_data", "expected bytes")
-            data = bytes(file_data)
-            if filename is None:
-                raise InvalidArgumentError("filename", "required when uploading bytes")
-            return FileSource(data=data, path=None, file=None, size=len(data)), filename
-        if path is not None:
-            location = Path(path)
-            apath = anyio.Path(location)
-            if not await apath.is_file():
-                raise InvalidArgumentError("path", f"no such file: {location}")
-            size = (await apath.stat()).st_size
-            return FileSource(data=None, path=location, file=None, size=size), (
-                filename or location.name
-            )
-        assert file is not None
-        name = filename or Path(str(getattr(file, "name", ""))).name
-        if not name:
-            raise InvalidArgumentError("filename", "required when the file object has no name")
-        # read(0) reads nothing and tells text from bytes, whatever ``mode`` says (a zip member
-        # has "r", a GzipFile an int)
-        probe = await anyio.to_thread.run_sync(file.read, 0)
-        if isinstance(cast(object, file), io.TextIOBase) or not isinstance(probe, bytes):
-            raise InvalidArgumentError("file", "open the file in binary mode ('rb')")
-        if file.seekable():
-            start = file.tell()
-            size = await anyio.to_thread.run_sync(file.seek, 0, os.SEEK_END) - start
-            await anyio.to_thread.run_sync(file.seek, start)
-            return FileSource(data=None, path=None, file=cast(Any, file), size=size), name
-        # a pipe or socket: its size is unknown until read, so read it, but no further than
-        # one chunk past the limit (the size check then refuses it)
-        chunks: list[bytes] = []
-        size = 0
-        while size <= limit and (
-            chunk := await anyio.to_thread.run_sync(file.read, FILE_CHUNK_SIZE)
-        ):
-            chunks.append(chunk)
-            size += len(chunk)
-        data = b"".join(chunks)
-        return FileSource(data=data, path=None, file=None, size=len(data)), name
 
     def download_case_attachment(self, id: str) -> AbstractAsyncContextManager[AttachmentDownload]:
         """Stream an attachment (``CaseDownloadAttachment``): an async context manager.
@@ -804,6 +885,7 @@ class AsyncMessageCenter:
             yield AttachmentDownload(
                 response, attachment_id, reopen=reopen,
                 max_retries=self._options.policy.max_retries,
+                client_closed=lambda: self._pipeline.http.is_closed,
             )
 
     # -- bulk iteration -------------------------------------------------------------------------
@@ -826,8 +908,10 @@ class AsyncMessageCenter:
                 print(case.id, case.title)
         """
         paginator = self.query_cases(filter=filter, sort=sort, limit=500)
-        async for case in self._iter_entities(paginator, self.get_cases, window):
-            yield case
+        cases = self._iter_entities(paginator, self.get_cases, window)
+        async with aclosing(cases):  # trio warns of a generator left to the collector
+            async for case in cases:
+                yield case
 
     async def iter_activities(
         self,
@@ -845,8 +929,10 @@ class AsyncMessageCenter:
                 print(activity.created_by.display_name if activity.created_by else "", activity.body)
         """
         paginator = self.query_activities(case_id=case_id, filter=filter, sort=sort, limit=500)
-        async for activity in self._iter_entities(paginator, self.get_case_activity, window):
-            yield activity
+        activities = self._iter_entities(paginator, self.get_case_activity, window)
+        async with aclosing(activities):
+            async for activity in activities:
+                yield activity
 
     async def _iter_entities(
         self, paginator: AsyncPaginator[str], get: Any, window: int | None
@@ -871,13 +957,14 @@ class AsyncMessageCenter:
             out.extend((await get(batch)).resources)
 
         current: list[str] = []
-        await take(current)
-        while current:
-            upcoming: list[str] = []
-            fetched: list[Any] = []
-            async with task_group() as tg:
-                tg.start_soon(fetch, current, fetched)
-                tg.start_soon(take, upcoming)
-            for entity in fetched:
-                yield entity
-            current = upcoming
+        async with aclosing(ids):  # closed when left early too
+            await take(current)
+            while current:
+                upcoming: list[str] = []
+                fetched: list[Any] = []
+                async with task_group() as tg:
+                    tg.start_soon(fetch, current, fetched)
+                    tg.start_soon(take, upcoming)
+                for entity in fetched:
+                    yield entity
+                current = upcoming

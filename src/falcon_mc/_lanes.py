@@ -146,8 +146,10 @@ def _current_run() -> object:
 
 
 def _abandon(stream: ByteStream) -> None:
-    """Close ``stream``, opened in an event loop run that has ended (a sync wrapper calling
-    ``asyncio.run`` for each call), without awaiting: its ``aclose`` needs that run's loop."""
+    """Close ``stream`` without awaiting: opened in an event loop run that has ended (a sync
+    wrapper calling ``asyncio.run`` for each call: its ``aclose`` needs that run's loop), or
+    when awaiting its closing was interrupted (asyncio's own cancellation, which no shield
+    stops)."""
     raw = stream.extra(SocketAttribute.raw_socket, None)  # noqa: S610
     if isinstance(raw, socket.socket):  # trio: the socket itself, which its run no longer watches
         raw.close()
@@ -389,24 +391,44 @@ class _Lane:
         else:
             await self.close()
 
-    async def close(self) -> None:
-        """Close the connection, if open (even when cancelled; at once if another event loop
-        run opened it)."""
+    def _detach(self) -> ByteStream | None:
+        """Forget the connection (the caller closes it) and return it, if any."""
         stream, self._stream = self._stream, None
         self._origin = None
         # a new connection starts from a new state machine (nothing buffered, no end of stream)
         self._h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=_MAX_HEAD)
+        return stream
+
+    async def close(self) -> None:
+        """Close the connection, if open (even when cancelled; at once if another event loop
+        run opened it)."""
+        stream = self._detach()
         if stream is None:
             return
         if self._run is not _current_run():
             _abandon(stream)
             return
-        with anyio.CancelScope(shield=True):
-            await stream.aclose()
+        try:
+            with anyio.CancelScope(shield=True):
+                await stream.aclose()
+        except BaseException:  # asyncio's own cancellation stops even a shielded await
+            _abandon(stream)
+            raise
+
+    def drop(self) -> None:
+        """Close the connection, if open, at once (without awaiting)."""
+        stream = self._detach()
+        if stream is not None:
+            _abandon(stream)
 
 
 class _Body(httpx.AsyncByteStream):
-    """A reply body read from its lane; closing it hands the lane back (once)."""
+    """A reply body read from its lane; closing it hands the lane back (once).
+
+    It is its own iterator, not an async generator: one left unfinished (the reader stopped
+    early) has nothing to finalize, where trio warns of every async generator the garbage
+    collector finalizes. Once closed, it reads no more (the lane may serve another request).
+    """
 
     def __init__(
         self,
@@ -421,16 +443,27 @@ class _Body(httpx.AsyncByteStream):
         self._timeout = timeout
         self._trace = trace
         self._release: Callable[[], None] | None = release
+        self._started = False
+        self._ended = False
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        await _trace(self._trace, "http11.receive_response_body.started", self._request)
-        while True:
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self
+
+    async def __anext__(self) -> bytes:
+        """The next piece of the body, as it arrives."""
+        if self._release is None:
+            raise httpx.StreamClosed()
+        if not self._started:
+            self._started = True
+            await _trace(self._trace, "http11.receive_response_body.started", self._request)
+        while not self._ended:
             event = await self._lane.next_event(self._timeout, self._request)
             if isinstance(event, h11.Data):
-                yield bytes(event.data)
-            elif isinstance(event, (h11.EndOfMessage, h11.ConnectionClosed)):
-                break
-        await _trace(self._trace, "http11.receive_response_body.complete", self._request)
+                return bytes(event.data)
+            if isinstance(event, (h11.EndOfMessage, h11.ConnectionClosed)):
+                self._ended = True
+                await _trace(self._trace, "http11.receive_response_body.complete", self._request)
+        raise StopAsyncIteration
 
     async def aclose(self) -> None:
         release, self._release = self._release, None
@@ -542,10 +575,15 @@ class LaneTransport(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         """Close every lane's connection; replies being read close theirs when done, and a
-        connection being opened is closed once open."""
+        connection being opened is closed once open. Interrupted (asyncio's own cancellation,
+        which no shield stops), the connections not closed yet are closed at once."""
         self._closed = True
-        for lane in self.lanes:
-            await lane.close()
+        try:
+            for lane in self.lanes:
+                await lane.close()
+        finally:
+            for lane in self.lanes:
+                lane.drop()
 
 
 def default_transport(max_connections: int, *, http2: bool) -> LaneTransport | None:

@@ -18,6 +18,7 @@ can see; the walk logs at INFO when a page reports another ``total`` than the on
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
+from contextlib import aclosing
 from typing import Generic, TypeVar
 
 from ._log import logger
@@ -67,8 +68,9 @@ class AsyncPaginator(Generic[T]):
         first = await self._fetch(self._offset or 0, limit)
         yield first
         walk = self._waves if first.total is not None and first.ids else self._sequential
-        async for page in walk(first, len(first.ids) or limit):
-            yield page
+        async with aclosing(walk(first, len(first.ids) or limit)) as rest:
+            async for page in rest:
+                yield page
 
     async def _waves(self, first: IdPage[T], step: int) -> AsyncGenerator[IdPage[T], None]:
         """The pages after ``first`` up to its ``total``, ``concurrency`` fetched at a time.
@@ -89,8 +91,9 @@ class AsyncPaginator(Generic[T]):
                 if moved:
                     break  # the next wave starts after this page, up to its total
         if last.total is None:  # a page without a total
-            async for page in self._sequential(last, step):
-                yield page
+            async with aclosing(self._sequential(last, step)) as rest:
+                async for page in rest:
+                    yield page
 
     async def _fetch_wave(self, offsets: list[int], limit: int) -> list[IdPage[T]]:
         """Fetch several pages at once; results in the order of ``offsets``."""
@@ -115,16 +118,23 @@ class AsyncPaginator(Generic[T]):
     async def __aiter__(self) -> AsyncGenerator[T, None]:
         previous: set[T] = set()
         total: int | None = None
-        async for page in self.pages():
-            if total is None:
-                total = page.total
-            elif page.total is not None and page.total != total:
-                logger.info(
-                    "the query's total changed from %d to %d during the walk (items created or "
-                    "deleted meanwhile): ids may have moved between pages", total, page.total,
-                )
-                total = page.total
-            for item in page.ids:
-                if item not in previous:
-                    yield item
-            previous = set(page.ids)
+        async with aclosing(self.pages()) as pages:
+            async for page in pages:
+                total = _followed(total, page)
+                for item in page.ids:
+                    if item not in previous:
+                        yield item
+                previous = set(page.ids)
+
+
+def _followed(total: int | None, page: IdPage[T]) -> int | None:
+    """The walk's total after ``page`` (logged at INFO when ``page`` reports another one)."""
+    if total is None:
+        return page.total
+    if page.total is not None and page.total != total:
+        logger.info(
+            "the query's total changed from %d to %d during the walk (items created or "
+            "deleted meanwhile): ids may have moved between pages", total, page.total,
+        )
+        return page.total
+    return total

@@ -8,7 +8,7 @@ import secrets
 import threading
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 import anyio
 
@@ -28,14 +28,55 @@ def _fit(name: str, suffix: str) -> str:
 _CREATE_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
 
 
-def _create(path: Path, abandoned: threading.Event) -> BinaryIO:
-    """Create ``path`` for writing (see :data:`_CREATE_NEW`), in a worker thread; removed again
-    if the caller gave up meanwhile (a native asyncio cancellation does not wait for it)."""
-    file = os.fdopen(os.open(path, _CREATE_NEW, 0o666), "wb")
-    if abandoned.is_set():
-        file.close()
-        path.unlink(missing_ok=True)
-    return file
+def _create(path: Path) -> BinaryIO:
+    """Create ``path`` for writing (see :data:`_CREATE_NEW`)."""
+    return os.fdopen(os.open(path, _CREATE_NEW, 0o666), "wb")
+
+
+def _remove(file: IO[bytes], path: Path) -> None:
+    """Close ``file`` and remove ``path``, its name.
+
+    Blocking calls, made on purpose in whichever thread gets here (the event loop's too):
+    closing a file and unlinking a name are quick local operations, and done without an await
+    nothing can interrupt them halfway: a second asyncio cancellation interrupts even an awaited
+    worker thread under an anyio shield, and would leave the part file behind, open.
+    """
+    file.close()
+    path.unlink(missing_ok=True)
+
+
+class _Creation:
+    """A part file created in a worker thread for a caller that may give up meanwhile.
+
+    asyncio's own cancellation does not wait for the worker thread: the caller may give up
+    while the file is being created, or after it was created but before the result reached it.
+    Whichever of the two sides comes second closes and removes the file; a file this did not
+    create is never removed.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._lock = threading.Lock()
+        self._file: BinaryIO | None = None
+        self._abandoned = False
+
+    def create(self) -> BinaryIO:
+        """Create the file (in the worker thread); closed and removed at once if abandoned."""
+        file = _create(self._path)
+        with self._lock:
+            if not self._abandoned:
+                self._file = file
+                return file
+        _remove(file, self._path)
+        return file
+
+    def abandon(self) -> None:
+        """Give the file up (in the event loop's thread): closed and removed if created."""
+        with self._lock:
+            self._abandoned = True
+            file, self._file = self._file, None
+        if file is not None:
+            _remove(file, self._path)
 
 
 def _claim(part: Path, target: Path) -> Path:
@@ -52,6 +93,8 @@ def _claim(part: Path, target: Path) -> Path:
         except FileExistsError:
             number += 1
             continue
+        except FileNotFoundError:  # no part file (removed by a save cancelled meanwhile)
+            raise
         except OSError:  # a file system without hard links: take the name, then fill it
             try:
                 os.close(os.open(candidate, _CREATE_NEW))
@@ -81,13 +124,11 @@ class PartFile:
         self._file: anyio.AsyncFile[bytes] | None = None
 
     async def __aenter__(self) -> PartFile:
-        abandoned = threading.Event()
+        creation = _Creation(self._part)
         try:
-            created = await anyio.to_thread.run_sync(_create, self._part, abandoned)
-        except anyio.get_cancelled_exc_class():  # cancelled while the thread creates it
-            abandoned.set()
-            with anyio.CancelScope(shield=True):
-                await anyio.Path(self._part).unlink(missing_ok=True)
+            created = await anyio.to_thread.run_sync(creation.create)
+        except BaseException:  # cancelled while the thread creates it (or after)
+            creation.abandon()
             raise
         self._file = anyio.wrap_file(created)
         return self
@@ -119,12 +160,11 @@ class PartFile:
                     self.path = await anyio.to_thread.run_sync(_claim, self._part, self.path)
                 return
             except BaseException:
-                await self._discard()
+                self._discard()
                 raise
-        await self._discard()
+        self._discard()
 
-    async def _discard(self) -> None:
+    def _discard(self) -> None:
+        """Close and remove the part file, without awaiting (see :func:`_remove`)."""
         assert self._file is not None
-        with anyio.CancelScope(shield=True):
-            await self._file.aclose()
-            await anyio.Path(self._part).unlink(missing_ok=True)
+        _remove(self._file.wrapped, self._part)

@@ -147,6 +147,11 @@ def _trace_id(response: httpx.Response, errors_meta: str | None = None) -> str |
     return response.headers.get("X-CS-TRACEID") or errors_meta
 
 
+def _closed(op: Operation, applied: bool) -> APIConnectionError:
+    """The error of a call whose client was closed (``applied``: an attempt may have been)."""
+    return APIConnectionError(f"{op.id}: the client was closed", may_have_been_applied=applied)
+
+
 class Pipeline:
     """Sends requests for one client; shared by the client and its ``with_options`` copies."""
 
@@ -235,6 +240,8 @@ class Pipeline:
         attempt = 0
         refreshed = False
         content: bytes | None = None
+        applied = False  # whether a failed attempt may have been applied
+        began_open = not self.http.is_closed
         while True:
             try:
                 async with self._slot:
@@ -242,8 +249,10 @@ class Pipeline:
                         content = _json_bytes(json_body)
                     # the others holding a slot are in flight (or about to be)
                     await self.gate.wait(int(self.limiter.borrowed_tokens) - 1)
-                    token = await self.auth.get()
+                    self._still_open(op, began_open, applied)
+                    token = await self.auth.get(options)
                     request = await self._build(op, options, token, params, content, body)
+                    self._still_open(op, began_open, applied)
                     response = await self._attempt(op, request, stream=stream)
                     if response.status_code == 401 and not refreshed:
                         await aclose_response(response)
@@ -255,6 +264,9 @@ class Pipeline:
                         raise await self._status_failure(op, response)
                     return response
             except _Attempt as failed:
+                applied = applied or failed.error.may_have_been_applied
+                if self.http.is_closed:  # closed meanwhile (its doing, likely): no retry
+                    raise _closed(op, applied) from None
                 rate_limited = failed.failure is Failure.RATE_LIMITED
                 retry = attempt < policy.max_retries and should_retry(
                     failed.failure, idempotent=op.idempotent
@@ -278,6 +290,12 @@ class Pipeline:
                 attempt += 1
                 if delay > 0 and not rate_limited:
                     await anyio.sleep(delay)
+
+    def _still_open(self, op: Operation, began_open: bool, applied: bool) -> None:
+        """Raise :func:`_closed` if ``aclose()`` ran since the call began (``began_open``).
+        A call begun after it is a programming error: httpx raises its ``RuntimeError``."""
+        if began_open and self.http.is_closed:
+            raise _closed(op, applied)
 
     async def _build(
         self,
@@ -454,9 +472,16 @@ def _decoded(encoding: str | None, data: bytes, limit: int) -> bytes:
 
 def _json_bytes(body: object) -> bytes:
     """``body`` as compact UTF-8 JSON; text that is not valid Unicode is refused (JSON would
-    carry it as an escaped lone surrogate, which servers fail on)."""
+    carry it as an escaped lone surrogate, which servers fail on), and so are NaN and infinity
+    (``json`` would write them as the bare words ``NaN``/``Infinity``, which are not JSON)."""
     try:
-        return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+        text = json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except ValueError as exc:  # UnicodeEncodeError is one too, but is raised by encode() below
+        raise InvalidArgumentError(
+            "body", f"cannot be sent as JSON: {exc} (NaN and infinity have no JSON form)"
+        ) from None
+    try:
+        return text.encode()
     except UnicodeEncodeError:
         raise InvalidArgumentError("body", NOT_UNICODE) from None
 

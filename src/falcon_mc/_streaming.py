@@ -11,7 +11,7 @@ import contextlib
 import itertools
 import os
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import BinaryIO
@@ -28,6 +28,7 @@ from ._filenames import (
 )
 from ._partfile import PartFile
 from ._pipeline import RequestBody
+from ._responses import aclose_response
 
 __all__ = ["AttachmentDownload", "FileSource", "MultipartUpload"]
 
@@ -44,6 +45,48 @@ _EXTENSIONS: dict[str, str] = {
 
 
 Reopen = Callable[[], AbstractAsyncContextManager[httpx.Response]]
+
+
+class _Source(httpx.AsyncByteStream):
+    """A reply's byte stream that its reader can end early.
+
+    httpx reads a body through nested async generators (``aiter_bytes`` over ``aiter_raw``
+    over the stream); a reader that stops early would leave them to the garbage collector, of
+    which trio warns. Ended (:meth:`end`), this stream stops: read on, those generators finish
+    at once (and close the reply, freeing its connection).
+    """
+
+    def __init__(self, stream: httpx.AsyncByteStream) -> None:
+        self._stream = stream
+        self._chunks: AsyncIterator[bytes] | None = None
+        self._ended = False
+        self.closed = False
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self
+
+    async def __anext__(self) -> bytes:
+        """The next piece from the stream below; none once ended."""
+        if self._ended:
+            await self._close_chunks()
+            raise StopAsyncIteration
+        if self._chunks is None:
+            self._chunks = aiter(self._stream)
+        return await anext(self._chunks)
+
+    def end(self) -> None:
+        """Give no more pieces."""
+        self._ended = True
+
+    async def _close_chunks(self) -> None:
+        chunks, self._chunks = self._chunks, None
+        close = getattr(chunks, "aclose", None)  # an async generator (httpx's bound stream)
+        if close is not None:
+            await close()
+
+    async def aclose(self) -> None:
+        self.closed = True
+        await self._stream.aclose()
 
 
 class AttachmentDownload:
@@ -69,14 +112,20 @@ class AttachmentDownload:
         *,
         reopen: Reopen | None = None,
         max_retries: int = 0,
+        client_closed: Callable[[], bool] | None = None,
     ) -> None:
         self.id = attachment_id
         self._reopen = reopen
         self._max_retries = max_retries
+        self._client_closed = client_closed  # whether the client's aclose() ran
         self._use(response)
 
     def _use(self, response: httpx.Response) -> None:
+        assert isinstance(response.stream, httpx.AsyncByteStream)  # an AsyncClient's reply
+        self._source = _Source(response.stream)
+        response.stream = self._source
         self._response = response
+        self._read = False  # whether reading the body started
         self.content_type: str = (
             response.headers.get("Content-Type", "application/octet-stream").split(";")[0].strip()
         )
@@ -99,11 +148,30 @@ class AttachmentDownload:
             f"content_type={self.content_type!r}, content_length={self.content_length!r})"
         )
 
-    async def aiter_bytes(self, chunk_size: int = CHUNK_SIZE) -> AsyncIterator[bytes]:
-        """Yield the body in chunks of at most ``chunk_size`` bytes; checks the length at the end."""
+    def _check_unread(self) -> None:
+        """Refuse a second reading of the body (httpx would raise its ``StreamConsumed``,
+        which speaks of redirects and auth flows), or one after the ``async with`` block."""
+        if self._read or self._source.closed:
+            done = (
+                "its body was read already (once by aread(), save() or aiter_bytes(), even "
+                "stopped early)" if self._read else "the download was closed (its async with "
+                "block ended)"
+            )
+            # a programming error, as a call on a closed client is: no FalconError to retry on
+            raise RuntimeError(f"download of {self.id}: {done}; open the download again to read it")
+
+    async def aiter_bytes(self, chunk_size: int = CHUNK_SIZE) -> AsyncGenerator[bytes, None]:
+        """Yield the body in chunks of at most ``chunk_size`` bytes; checks the length at the end.
+
+        The body can be read once: reading it again (even after stopping early) raises
+        ``RuntimeError``; open the download again instead.
+        """
+        self._check_unread()
+        self._read = True
         received = 0
+        chunks = self._response.aiter_bytes(chunk_size)
         try:
-            async for chunk in self._response.aiter_bytes(chunk_size):
+            async for chunk in chunks:
                 received += len(chunk)
                 yield chunk
         except httpx.TimeoutException as exc:
@@ -111,16 +179,14 @@ class AttachmentDownload:
                 f"download of {self.id} timed out ({type(exc).__name__})", trace_id=self.trace_id
             ) from None
         except httpx.TransportError as exc:
-            raise APIConnectionError(
-                f"download of {self.id} was cut short after {received} bytes "
-                f"({type(exc).__name__})",
-                trace_id=self.trace_id,
-            ) from None
+            raise self._cut(received, exc) from None
         except httpx.DecodingError as exc:  # a compressed body that does not decode
             raise APIConnectionError(
                 f"download of {self.id} could not be decoded ({type(exc).__name__})",
                 trace_id=self.trace_id,
             ) from None
+        finally:
+            await self._stop(chunks)
         # the bytes on the wire; a reply made in memory (httpx.MockTransport, respx) has none
         wire = self._response.num_bytes_downloaded or received
         if self._wire_length is not None and wire != self._wire_length:
@@ -131,27 +197,56 @@ class AttachmentDownload:
                 trace_id=self.trace_id,
             )
 
+    def _closing(self) -> bool:
+        """Whether the client was closed (its ``aclose()`` closes the replies being read)."""
+        return self._client_closed is not None and self._client_closed()
+
+    def _cut(self, received: int, exc: httpx.TransportError) -> APIConnectionError:
+        """The error of a body cut short after ``received`` bytes by ``exc``."""
+        if self._closing():
+            return APIConnectionError(
+                f"download of {self.id}: the client was closed", trace_id=self.trace_id,
+                may_have_been_applied=False,
+            )
+        return APIConnectionError(
+            f"download of {self.id} was cut short after {received} bytes "
+            f"({type(exc).__name__})",
+            trace_id=self.trace_id,
+        )
+
+    async def _stop(self, chunks: AsyncIterator[bytes]) -> None:
+        """After reading: if the reader stopped early, end the body and let httpx's generators
+        ``chunks`` finish (closing the reply); a no-op once they have."""
+        self._source.end()
+        with anyio.CancelScope(shield=True), contextlib.suppress(httpx.HTTPError):
+            async for _ in chunks:  # at most what httpx buffered: nothing more is read
+                pass
+
     async def _consume(
         self,
         restart: Callable[[], Awaitable[None]],
         write: Callable[[bytes], Awaitable[object]],
         chunk_size: int,
     ) -> None:
-        """Feed the body to ``write``; when it is cut short, ``restart`` and request it again."""
+        """Feed the body to ``write``; when it is cut short, ``restart`` and request it again
+        (once the cut reply is closed: it would hold a connection meanwhile)."""
         async with contextlib.AsyncExitStack() as stack:
             for attempt in itertools.count():
                 try:
-                    async for chunk in self.aiter_bytes(chunk_size):
-                        await write(chunk)
+                    async with contextlib.aclosing(self.aiter_bytes(chunk_size)) as chunks:
+                        async for chunk in chunks:
+                            await write(chunk)
                     return
                 except APIConnectionError:
-                    if self._reopen is None or attempt >= self._max_retries:
+                    if self._reopen is None or attempt >= self._max_retries or self._closing():
                         raise
+                await aclose_response(self._response)
                 self._use(await stack.enter_async_context(self._reopen()))
                 await restart()
 
     async def aread(self) -> bytes:
         """The whole body in memory (prefer :meth:`save` or :meth:`aiter_bytes` for big files)."""
+        self._check_unread()
         parts: list[bytes] = []
 
         async def restart() -> None:
@@ -175,6 +270,7 @@ class AttachmentDownload:
         when the whole body arrived; on failure or cancellation it is removed. Returns the
         final path.
         """
+        self._check_unread()
         target = Path(path)
         into_folder = os.fspath(path).endswith(("/", os.sep))
         if into_folder:

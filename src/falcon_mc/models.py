@@ -36,6 +36,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    FiniteFloat,
     GetCoreSchemaHandler,
     field_serializer,
     field_validator,
@@ -127,19 +128,30 @@ class _NullAsEmpty:
         return _plain_first(handler(source), null)
 
 
+def _as_utc(value: datetime | None) -> datetime | None:
+    """A time without an offset is read as UTC, so that every reply time is timezone-aware."""
+    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
+
 class _TolerantTimestamp:
-    """Annotation: RFC 3339 (nanoseconds truncated) or ``null``; ``""`` also reads as ``None``."""
+    """Annotation: RFC 3339 (nanoseconds truncated; no offset read as UTC) or ``null``; ``""``
+    also reads as ``None``. The result is always timezone-aware (or ``None``).
+
+    A time with an offset (nearly every one) validates in Rust; only the others, truncated,
+    blank or naive, call into Python.
+    """
 
     @classmethod
     def __get_pydantic_core_schema__(
         cls, source: Any, handler: GetCoreSchemaHandler
     ) -> core_schema.CoreSchema:
-        plain = handler(source)
-        fallback = core_schema.no_info_before_validator_function(_tolerant_timestamp, plain)
-        return _plain_first(plain, fallback)
+        aware = core_schema.nullable_schema(core_schema.datetime_schema(tz_constraint="aware"))
+        anything = core_schema.no_info_after_validator_function(_as_utc, handler(source))
+        fallback = core_schema.no_info_before_validator_function(_tolerant_timestamp, anything)
+        return _plain_first(aware, fallback)
 
 
-#: A reply timestamp: RFC 3339 on the wire, ``datetime`` (or ``None``) in Python.
+#: A reply timestamp: RFC 3339 on the wire, an aware ``datetime`` (or ``None``) in Python.
 Timestamp = Annotated[datetime | None, _TolerantTimestamp]
 #: A reply list: ``null`` on the wire reads as ``[]``.
 NullableList = Annotated[list[_T], _NullAsEmpty]
@@ -374,8 +386,9 @@ class Envelope(_Model, Generic[T]):
     """Every JSON reply: ``{"meta": {...}, "resources": [...], "errors": [...]}``.
 
     ``resources`` and ``errors`` default to empty lists (``null`` reads as ``[]``); ``meta`` to an
-    empty :class:`Meta`. ``Envelope[None]`` fits meta-only replies (add-activity). A 2xx reply may
-    still list errors (e.g. ids not found); they are here, not raised.
+    empty :class:`Meta`. ``Envelope[object]`` fits meta-only replies (add-activity): whatever
+    ``resources`` such a reply carries are kept as plain JSON values. A 2xx reply may still list
+    errors (e.g. ids not found); they are here, not raised.
 
     Example::
 
@@ -689,7 +702,8 @@ class Range(_Model):
     """One range of a ``range`` aggregation (spec ``msa.RangeSpec``; wire keys ``From``/``To``).
 
     Always sent capitalised; read from ``From``/``To``, ``from``/``to`` (as ``date_ranges`` are
-    written) or the Python names ``from_``/``to``.
+    written) or the Python names ``from_``/``to``. Bounds are finite numbers (JSON has no NaN
+    or infinity): leave a bound out for an open range.
 
     Example::
 
@@ -697,10 +711,10 @@ class Range(_Model):
         Range.model_validate({"from": 0, "to": 100})  # the same
     """
 
-    from_: float | None = Field(
+    from_: FiniteFloat | None = Field(
         default=None, validation_alias=AliasChoices("From", "from"), serialization_alias="From"
     )
-    to: float | None = Field(
+    to: FiniteFloat | None = Field(
         default=None, validation_alias=AliasChoices("To", "to"), serialization_alias="To"
     )
 
@@ -765,7 +779,7 @@ class AggregateQuery(_Model):
     max_doc_count: int | None = None
     min_doc_count: int | None = None
     missing: str | None = None
-    percents: list[float] | None = None
+    percents: list[FiniteFloat] | None = None
     q: str | None = None
     ranges: list[Range] | None = None
     size: int | None = None
@@ -788,9 +802,11 @@ def _depth(query: AggregateQuery | Mapping[str, Any]) -> int:
     return max((1 + _depth(sub) for sub in subs), default=0)
 
 
-def validate_aggregate_depth(query: AggregateQuery | Mapping[str, Any], max_depth: int = 3) -> None:
-    """Raise :class:`~falcon_mc.InvalidArgumentError` (``"queries"``) if ``query`` nests deeper
-    than ``max_depth`` levels of ``sub_aggregates`` (the API allows 3 below the top query).
+def validate_aggregate_depth(
+    query: AggregateQuery | Mapping[str, Any], max_depth: int = 3, *, argument: str = "queries"
+) -> None:
+    """Raise :class:`~falcon_mc.InvalidArgumentError` (naming ``argument``) if ``query`` nests
+    deeper than ``max_depth`` levels of ``sub_aggregates`` (the API allows 3 below the top query).
 
     Example::
 
@@ -799,7 +815,7 @@ def validate_aggregate_depth(query: AggregateQuery | Mapping[str, Any], max_dept
     depth = _depth(query)
     if depth > max_depth:
         raise InvalidArgumentError(
-            "queries",
+            argument,
             f"sub_aggregates nest {depth} levels deep; at most {max_depth} are allowed",
         )
 

@@ -10,10 +10,12 @@ from pathlib import Path
 from typing import assert_type
 
 from falcon_mc import (
+    AffectedEntity,
     AggregateQuery,
     AggregationResult,
     AsyncMessageCenter,
     AsyncPaginator,
+    Attachment,
     Case,
     CaseActivity,
     DateRange,
@@ -49,6 +51,22 @@ async def main() -> None:
                                                   to="now")]),
         )
         assert_type(result, Envelope[AggregationResult])
+        one = await mc.aggregate_cases(body={"name": "s", "type": "terms", "field": "case.status"})
+        assert_type(one, Envelope[AggregationResult])
+        # FalconPy's habits: limit as a string, a whole payload as ids, None for "not given"
+        assert_type(await mc.query_cases(limit="100", offset="10"), IdPage[str])
+        assert_type(await mc.get_cases({"ids": page.ids}), Envelope[Case])
+        created = await mc.create_case_v2(content="c", title="t", type="fc:contact",
+                                          detections=None, incidents=None)
+        assert_type(created, Envelope[AffectedEntity])
+        # a meta-only reply; any resources the API adds are plain JSON values
+        comment = await mc.add_case_activity(case_id="c-1", content="hi", user_uuid="u-1")
+        assert_type(comment, Envelope[object])
+        assert_type(comment.resources, list[object])
+        with open("notes.txt", "rb") as handle:  # a binary file in file_data, as FalconPy
+            uploaded = await mc.add_case_attachment(case_id="c-1", user_uuid="u-1",
+                                                    file_data=handle)
+            assert_type(uploaded, Envelope[Attachment])
         try:
             async with mc.download_case_attachment("a-1") as download:
                 saved = await download.save("downloads/")
