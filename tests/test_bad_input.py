@@ -218,6 +218,17 @@ CASES: list[tuple[str, str, Call]] = [
     ("upload file_data file and file", "file_data", lambda mc, _: mc.add_case_attachment(
         case_id="c", user_uuid="u", file_data=io.BytesIO(b"x"), file=io.BytesIO(b"y"),
         filename="x.txt")),
+    # a reference without an id was sent, and refused by the server with a 400
+    ("create v2 detection without id", "detections.0", lambda mc, _: mc.create_case_v2(
+        content="b", title="t", type="fc:detection-support",
+        detections=[{"url": "https://falcon.crowdstrike.com/x", "product": "epp"}])),
+    ("create v1 incident with a blank id", "incidents.1", lambda mc, _: mc.create_case(
+        content="b", title="t", type="fc:incident-support", user_uuid="u",
+        incidents=[{"id": "inc:1", "url": ""}, {"id": " ", "url": ""}])),
+    ("update detection model without id", "detections.0", lambda mc, _: mc.update_case(
+        id="c", detections=[EntityRef(url="https://falcon.crowdstrike.com/x")])),
+    ("create v2 body= incident without id", "body.incidents.0", lambda mc, _: mc.create_case_v2(
+        body={"body": "b", "title": "t", "type": "fc:contact", "incidents": [{"url": "u"}]})),
 ]
 
 

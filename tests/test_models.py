@@ -609,6 +609,20 @@ def test_case_creation_v2() -> None:
     assert wire(req)["user_uuid"] == "u"
 
 
+@pytest.mark.parametrize("model", [CaseCreationRequest, CaseCreationRequestV2, CaseUpdateRequest])
+@pytest.mark.parametrize("ref", [{"url": "https://falcon/d/1"}, {"id": None}, {"id": ""}])
+def test_request_references_need_an_id_reply_references_do_not(
+    model: type[BaseModel], ref: dict[str, object]
+) -> None:
+    """A reference without an id was sent (the API answers 400); replies keep accepting it."""
+    request = {"id": "c-1", "body": "b", "title": "t", "type": "fc:contact", "user_uuid": "u"}
+    for key in ("detections", "incidents"):
+        with pytest.raises(ValidationError, match="a reference needs an 'id'"):
+            model.model_validate({**request, key: [ref]})
+        assert getattr(Case.model_validate({key: [ref]}), key)[0].url == ref.get("url")
+    assert model.model_validate({**request, "detections": [EntityRef(id="ldt:1")]})
+
+
 def test_case_update() -> None:
     # only what is given: an update of the body must not send (and so clear) the lists
     assert wire(CaseUpdateRequest(id="c-1", body="more")) == {"id": "c-1", "body": "more"}

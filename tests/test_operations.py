@@ -29,6 +29,7 @@ from falcon_mc import (
     Envelope,
     IdPage,
     InvalidArgumentError,
+    NotFoundError,
     Range,
     fql,
 )
@@ -531,20 +532,49 @@ async def test_a_get_of_only_unknown_ids_returns_them_in_errors(
 ) -> None:
     """The API answers 404 when none of a batch's ids exist; the bulk get does not raise, as
     docs/cases.md says: the envelope has no resources and lists every id in ``errors`` (the
-    404's own errors, or one per id when it lists none)."""
+    404's own errors, or one per id when it lists none, as the spec's meta-only reply)."""
     listed = {"code": 404, "message": "case x-1 not found", "id": "x-1"}
-    router.post("/message-center/entities/cases/GET/v1").mock(side_effect=lambda request: (
-        httpx.Response(404, json=envelope(errors=[listed]))
-        if json.loads(request.content)["ids"] == ["x-1"] else httpx.Response(404)
-    ))
-    router.post("/message-center/entities/case-activities/GET/v1").respond(404)
+    router.post("/message-center/entities/cases/GET/v1").respond(
+        404, json=envelope(errors=[listed]))
+    router.post("/message-center/entities/case-activities/GET/v1").respond(
+        404, json={"meta": {"trace_id": "t-404"}})
     async with AsyncMessageCenter(client_id="a", client_secret="b", max_ids_per_request=max_ids,
                                   transport=httpx.MockTransport(router.async_handler)) as mc:
         cases = await mc.get_cases(["x-1"])
         activities = await mc.get_case_activity(["x-1", "x-2"])
     assert cases.resources == [] and [e.model_dump() for e in cases.errors] == [listed]
-    assert activities.resources == []
+    assert activities.resources == [] and activities.trace_id == "t-404"
     assert [(e.code, e.id) for e in activities.errors] == [(404, "x-1"), (404, "x-2")]
+
+
+NOT_THE_APIS_404 = {
+    "an HTML page": httpx.Response(404, html="<html><body>404 Not Found (nginx)</body></html>"),
+    "no body": httpx.Response(404),
+    "JSON without envelope keys": httpx.Response(404, json={"message": "no route"}),
+    "a JSON list": httpx.Response(404, json=[]),
+    "a meta that is not an object": httpx.Response(404, json={"meta": "nope"}),
+}
+
+
+@pytest.mark.parametrize("reply", sorted(NOT_THE_APIS_404))
+@pytest.mark.parametrize("operation", ["get_cases", "get_case_activity"])
+async def test_a_404_that_is_not_the_apis_envelope_raises(
+    router: respx.MockRouter, reply: str, operation: str
+) -> None:
+    """A 404 from a proxy or a wrong base URL says nothing of the ids: it raises instead of
+    reading as "none of them exist" (it became one not-found error per id). One such batch
+    fails the whole get, even when the other batches were the API's own 404s."""
+    api_404 = httpx.Response(404, json=envelope(errors=[{"code": 404, "message": "nf"}]))
+    replies = iter([api_404, NOT_THE_APIS_404[reply]])
+    for path in ("cases/GET/v1", "case-activities/GET/v1"):
+        router.post(f"/message-center/entities/{path}").mock(
+            side_effect=lambda request: next(replies))
+    async with AsyncMessageCenter(client_id="a", client_secret="b", max_ids_per_request=1,
+                                  max_concurrency=1,
+                                  transport=httpx.MockTransport(router.async_handler)) as mc:
+        with pytest.raises(NotFoundError) as info:
+            await getattr(mc, operation)(["x-1", "x-2"])
+    assert info.value.status_code == 404 and info.value.errors == []
 
 
 async def test_a_payload_passed_as_ids_is_the_body(

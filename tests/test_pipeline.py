@@ -614,6 +614,39 @@ async def test_a_write_answered_200_with_only_errors_raises(router: respx.MockRo
     assert info.value.may_have_been_applied is False
 
 
+WRITES_200: dict[str, tuple[str, Callable[[AsyncMessageCenter], Awaitable[object]]]] = {
+    "create_case_v2": (CREATE, lambda mc: mc.create_case_v2(content="b", title="t",
+                                                            type="fc:contact")),
+    "add_case_activity": ("/message-center/entities/case-activity/v1", lambda mc: (
+        mc.add_case_activity(case_id="c", content="x", user_uuid="u"))),
+    "add_case_attachment": ("/message-center/entities/case-attachment/v1", lambda mc: (
+        mc.add_case_attachment(case_id="c", user_uuid="u", file_data=b"x", filename="x.txt"))),
+}
+
+
+@pytest.mark.parametrize("write", sorted(WRITES_200))
+@pytest.mark.parametrize(("meta_trace", "expected"), [(None, "hdr-t"), ("meta-t", "hdr-t")])
+async def test_a_write_answered_200_with_only_errors_carries_the_header_trace_id(
+    router: respx.MockRouter, write: str, meta_trace: str | None, expected: str
+) -> None:
+    """As every APIError: the reply's X-CS-TRACEID header (it was meta.trace_id only: None
+    when the meta carries none)."""
+    path, call = WRITES_200[write]
+    meta: dict[str, object] = {"query_time": 0.01}
+    if meta_trace is not None:
+        meta["trace_id"] = meta_trace
+    router.post(path).respond(
+        200, headers={"X-CS-TRACEID": "hdr-t"},
+        json={"meta": meta, "resources": [], "errors": [{"code": 404, "message": "no case"}]},
+    )
+    async with client(router) as mc:
+        with pytest.raises(APIStatusError) as info:
+            await call(mc)
+    assert type(info.value) is APIStatusError
+    assert (info.value.status_code, info.value.trace_id) == (200, expected)
+    assert str(info.value).endswith("(trace id hdr-t)")
+
+
 async def test_a_read_answered_200_with_errors_keeps_them_on_the_envelope(
     router: respx.MockRouter,
 ) -> None:
@@ -682,6 +715,19 @@ async def test_per_phase_timeouts_per_client_and_per_call(router: respx.MockRout
             "connect": 0.5, "read": 9.0, "write": 0.5, "pool": 0.5}
         await mc.get_cases("c")  # the client's own setting is untouched
         assert route.calls.last.request.extensions["timeout"] == phases.as_dict()
+
+
+async def test_with_options_timeout_none_means_no_limit(router: respx.MockRouter) -> None:
+    """``None`` is a setting (no limit), as on the client; it was taken for "unchanged"."""
+    route = router.post(GET_CASES).respond(200, json=envelope([]))
+    unlimited = {"connect": None, "read": None, "write": None, "pool": None}
+    async with client(router, timeout=0.2) as mc:
+        await mc.with_options(timeout=None).get_cases("c")
+        assert route.calls.last.request.extensions["timeout"] == unlimited
+        await mc.with_options(max_retries=0).get_cases("c")  # timeout not given: unchanged
+        assert route.calls.last.request.extensions["timeout"] == httpx.Timeout(0.2).as_dict()
+        await mc.with_options(timeout=None).with_options(max_retries=1).get_cases("c")
+        assert route.calls.last.request.extensions["timeout"] == unlimited
 
 
 async def test_a_read_timeout_is_a_typed_error_and_retried_for_reads(

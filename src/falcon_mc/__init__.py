@@ -16,6 +16,7 @@ Example::
 from . import fql
 from ._client import AsyncMessageCenter
 from ._cloud import Cloud
+from ._download import AttachmentDownload
 from ._exceptions import (
     APIConnectionError,
     APIError,
@@ -35,7 +36,6 @@ from ._exceptions import (
     UnprocessableEntityError,
 )
 from ._pagination import AsyncPaginator
-from ._streaming import AttachmentDownload
 from ._version import __version__
 from .models import (
     AffectedEntity,

@@ -7,10 +7,9 @@ hands it to the one request pipeline (:mod:`falcon_mc._pipeline`).
 from __future__ import annotations
 
 import copy
-import io
+import enum
 import operator
 import os
-import re
 import warnings
 from collections.abc import (
     AsyncGenerator,
@@ -21,9 +20,8 @@ from collections.abc import (
     Sequence,
 )
 from contextlib import AbstractAsyncContextManager, aclosing, asynccontextmanager
-from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, Self, TypeVar, cast
+from typing import Any, Self, TypeVar, cast
 
 import anyio
 import httpx
@@ -45,20 +43,16 @@ from ._args import (
 )
 from ._auth import TokenManager
 from ._cloud import Cloud, resolve_base_url
-from ._exceptions import APIStatusError, InvalidArgumentError, NotFoundError
-from ._filenames import (
-    UPLOAD_MAX_BYTES,
-    check_upload_size,
-    guess_upload_content_type,
-    validate_upload_filename,
-)
+from ._download import AttachmentDownload
+from ._exceptions import InvalidArgumentError, NotFoundError
+from ._filenames import UPLOAD_MAX_BYTES
 from ._lanes import LaneTransport, default_transport
 from ._pagination import AsyncPaginator
-from ._pipeline import Operation, Options, Pipeline, RequestBody
+from ._pipeline import Operation, Options, Pipeline
 from ._ratelimit import RateLimitGate
 from ._retry import RetryPolicy
-from ._streaming import FILE_CHUNK_SIZE, AttachmentDownload, FileSource, MultipartUpload
 from ._tasks import task_group
+from ._upload import BinaryFile, attachment_body
 from .fql import ACTIVITY_SORT_VALUES, CASE_SORT_VALUES, Filter
 from .models import (
     ActivityCreationRequest,
@@ -90,11 +84,6 @@ DEFAULT_MAX_IDS_PER_REQUEST = 500
 
 _IDS: TypeAdapter[Envelope[str]] = TypeAdapter(Envelope[str])
 _ID_PAGE = IdPage[str]  # parametrised once, at import
-#: ``type/subtype`` with optional parameters, and no control characters but tab (CR/LF would
-#: add headers, or end them).
-_MEDIA_TYPE = re.compile(
-    r"[\w!#$&^.+~-]+/[\w!#$&^.+~-]+[ \t]*(?:;[^\x00-\x08\x0a-\x1f\x7f]*)?", re.ASCII
-)
 _AGGREGATE_KEYS = frozenset(AggregateQuery.model_fields) | {
     info.serialization_alias for info in AggregateQuery.model_fields.values()
     if info.serialization_alias
@@ -110,9 +99,15 @@ _ATTACHMENTS: TypeAdapter[Envelope[Attachment]] = TypeAdapter(Envelope[Attachmen
 _META_ONLY: TypeAdapter[Envelope[object]] = TypeAdapter(Envelope[object])
 
 Refs = Sequence[EntityRef | Mapping[str, Any]]
-BinaryFile = IO[bytes] | io.BufferedIOBase
 Queries = Sequence[AggregateQuery | Mapping[str, Any]] | AggregateQuery | Mapping[str, Any]
 Payload = Mapping[str, Any] | BaseModel
+
+
+class _Unchanged(enum.Enum):
+    """The default of a ``with_options`` keyword: the setting stays as it is (``None`` is a
+    setting: no timeout)."""
+
+    UNCHANGED = "unchanged"
 
 
 def _dump(model: BaseModel) -> dict[str, Any]:
@@ -154,92 +149,6 @@ def _body_queries(body: object) -> list[tuple[str, object]]:
             "body", f"expected a list of aggregate queries (or one query), got {body!r}"
         )
     return [(f"body.{index}", item) for index, item in enumerate(body)]
-
-
-def _part_media_type(filename: str, content_type: str | None) -> str:
-    """The file part's ``Content-Type``: ``content_type``, else guessed from the name."""
-    if content_type is None:
-        return guess_upload_content_type(filename)
-    if not _MEDIA_TYPE.fullmatch(content_type):  # it goes into the part's headers as it is
-        raise InvalidArgumentError("content_type", f"not a media type: {content_type!r}")
-    if content_type.split("/", 1)[0].strip().lower() == "multipart":
-        raise InvalidArgumentError(
-            "content_type",
-            f"{content_type!r} is a request's type (set by falcon-mc); content_type= is the "
-            "uploaded file's own type, such as 'image/png' (leave it out to guess it from the "
-            "file name)",
-        )
-    return content_type
-
-
-async def _file_source(
-    file_data: bytes | BinaryFile | None,
-    path: str | os.PathLike[str] | None,
-    file: BinaryFile | None,
-    filename: str | None,
-    limit: int,
-) -> tuple[FileSource, str]:
-    """Where the upload's bytes come from, and the name to send."""
-    if sum(v is not None for v in (file_data, path, file)) != 1:
-        raise InvalidArgumentError("file_data", "pass exactly one of file_data, path or file")
-    if isinstance(file_data, bytes | bytearray | memoryview):
-        return _bytes_source(bytes(file_data), filename)
-    if file_data is not None:  # a binary file object, as FalconPy (requests) takes it
-        if not callable(getattr(file_data, "read", None)):
-            raise InvalidArgumentError(
-                "file_data", f"expected bytes or a binary file object, got {type(file_data).__name__}"
-            )
-        return await _object_source("file_data", file_data, filename, limit)
-    if path is not None:
-        return await _path_source(path, filename)
-    assert file is not None
-    return await _object_source("file", file, filename, limit)
-
-
-def _bytes_source(data: bytes, filename: str | None) -> tuple[FileSource, str]:
-    if filename is None:
-        raise InvalidArgumentError("filename", "required when uploading bytes")
-    return FileSource(data=data, path=None, file=None, size=len(data)), filename
-
-
-async def _path_source(
-    path: str | os.PathLike[str], filename: str | None
-) -> tuple[FileSource, str]:
-    location = Path(path)
-    apath = anyio.Path(location)
-    if not await apath.is_file():
-        raise InvalidArgumentError("path", f"no such file: {location}")
-    size = (await apath.stat()).st_size
-    return FileSource(data=None, path=location, file=None, size=size), filename or location.name
-
-
-async def _object_source(
-    argument: str, file: BinaryFile, filename: str | None, limit: int
-) -> tuple[FileSource, str]:
-    """A binary file object: streamed from where it stands if seekable (and read from there
-    again on a retry), else read up front (``argument`` names it in errors)."""
-    name = filename or Path(str(getattr(file, "name", ""))).name
-    if not name:
-        raise InvalidArgumentError("filename", "required when the file object has no name")
-    # read(0) reads nothing and tells text from bytes, whatever ``mode`` says (a zip member
-    # has "r", a GzipFile an int)
-    probe = await anyio.to_thread.run_sync(file.read, 0)
-    if isinstance(cast(object, file), io.TextIOBase) or not isinstance(probe, bytes):
-        raise InvalidArgumentError(argument, "open the file in binary mode ('rb')")
-    if file.seekable():
-        start = file.tell()
-        size = await anyio.to_thread.run_sync(file.seek, 0, os.SEEK_END) - start
-        await anyio.to_thread.run_sync(file.seek, start)
-        return FileSource(data=None, path=None, file=cast(Any, file), size=size), name
-    # a pipe or socket: its size is unknown until read, so read it, but no further than
-    # one chunk past the limit (the size check then refuses it)
-    chunks: list[bytes] = []
-    size = 0
-    while size <= limit and (chunk := await anyio.to_thread.run_sync(file.read, FILE_CHUNK_SIZE)):
-        chunks.append(chunk)
-        size += len(chunk)
-    data = b"".join(chunks)
-    return FileSource(data=data, path=None, file=None, size=len(data)), name
 
 
 def _only_comments(request: ActivityCreationRequest) -> None:
@@ -364,10 +273,12 @@ class AsyncMessageCenter:
     def with_options(
         self,
         *,
-        timeout: float | httpx.Timeout | None = None,
+        timeout: float | httpx.Timeout | _Unchanged | None = _Unchanged.UNCHANGED,
         max_retries: int | None = None,
     ) -> AsyncMessageCenter:
         """A view of this client with other timeouts or retries; it shares the pool and token.
+
+        What is not given stays as it is; ``timeout=None`` means no limit, as on the client.
 
         Example::
 
@@ -379,7 +290,9 @@ class AsyncMessageCenter:
         if max_retries is not None:
             retries = check_count("max_retries", max_retries, minimum=0)
             policy = RetryPolicy(max_retries=retries, base_delay=policy.base_delay)
-        new_timeout = self._options.timeout if timeout is None else check_timeout(timeout)
+        new_timeout = (
+            self._options.timeout if timeout is _Unchanged.UNCHANGED else check_timeout(timeout)
+        )
         clone._options = Options(timeout=new_timeout, policy=policy)
         return clone
 
@@ -489,8 +402,9 @@ class AsyncMessageCenter:
 
         Ids are split into batches of ``max_ids_per_request`` fetched concurrently; results come
         in the order asked, duplicates fetched once; ids not found are listed in ``errors``
-        (also when none is found: the API's 404 is not raised). A dict given as ``ids`` is the
-        whole payload, as ``body=`` (FalconPy sends it so).
+        (also when none is found: the API's 404 is not raised, but a 404 whose body is not the
+        API's envelope, such as a proxy's page, raises ``NotFoundError``). A dict given as
+        ``ids`` is the whole payload, as ``body=`` (FalconPy sends it so).
 
         Example::
 
@@ -543,6 +457,8 @@ class AsyncMessageCenter:
                     op, self._options, adapter, json_body={"ids": batch}
                 )
             except NotFoundError as exc:  # none of the batch exists: not an error for a bulk get
+                if not exc._api_envelope:  # a proxy's page, a wrong base URL: says nothing of ids
+                    raise
                 envelope = adapter.validate_python({"meta": {"trace_id": exc.trace_id}})
                 envelope.errors = exc.errors or [
                     ErrorDetail(code=404, message=f"{item} not found", id=item) for item in batch
@@ -786,22 +702,7 @@ class AsyncMessageCenter:
             check_text("content" if name == "body" else name, getattr(model, name))
         if check is not None:
             check(model)
-        envelope = await self._pipeline.call(op, self._options, adapter, json_body=_dump(model))
-        return self._raise_for_errors(op, envelope)
-
-    @staticmethod
-    def _raise_for_errors(op: Operation, envelope: Envelope[T]) -> Envelope[T]:
-        """A 2xx write reply that lists errors and reports nothing done is a failure."""
-        if envelope.errors and not envelope.resources:
-            raise APIStatusError(
-                f"{op.id}: the server reported errors: "
-                + "; ".join(e.message or str(e.code) for e in envelope.errors),
-                status_code=200,
-                errors=envelope.errors,
-                trace_id=envelope.meta.trace_id,
-                may_have_been_applied=False,
-            )
-        return envelope
+        return await self._pipeline.write(op, self._options, adapter, json_body=_dump(model))
 
     # -- attachments ----------------------------------------------------------------------------
 
@@ -841,25 +742,18 @@ class AsyncMessageCenter:
             "bytes | BinaryFile | None",
             _one_of("file_data", file_data=file_data, sample=sample, upfile=upfile),
         )
-        name = _one_of("filename", filename=filename, file_name=file_name)
-        source, name = await _file_source(data, path, file, name, self._max_attachment_bytes)
-        validate_upload_filename(name)
-        check_upload_size(source.size, self._max_attachment_bytes)
-        media = _part_media_type(name, content_type)
-
-        async def build() -> RequestBody:
-            return MultipartUpload(
-                fields={"case_id": case_id, "user_uuid": user_uuid},
-                file_field="file",
-                filename=name,
-                content_type=media,
-                source=source,
-            ).request_body()
-
-        envelope = await self._pipeline.call(
+        build = await attachment_body(
+            {"case_id": case_id, "user_uuid": user_uuid},
+            file_data=data,
+            path=path,
+            file=file,
+            filename=_one_of("filename", filename=filename, file_name=file_name),
+            content_type=content_type,
+            limit=self._max_attachment_bytes,
+        )
+        return await self._pipeline.write(
             ops.ADD_CASE_ATTACHMENT, self._options, _ATTACHMENTS, body=build
         )
-        return self._raise_for_errors(ops.ADD_CASE_ATTACHMENT, envelope)
 
     def download_case_attachment(self, id: str) -> AbstractAsyncContextManager[AttachmentDownload]:
         """Stream an attachment (``CaseDownloadAttachment``): an async context manager.

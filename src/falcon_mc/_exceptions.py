@@ -194,6 +194,10 @@ class APIStatusError(APIError):
             print(exc.status_code, [e.message for e in exc.errors])
     """
 
+    #: Internal: whether the reply's body was an API envelope (a JSON object with ``meta``,
+    #: ``errors`` or ``resources``), not a page of a proxy or of another server.
+    _api_envelope: bool = False
+
     def __init__(
         self,
         message: str,

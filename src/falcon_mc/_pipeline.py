@@ -38,11 +38,12 @@ from ._ratelimit import RateLimitGate
 from ._responses import aclose_response
 from ._retry import Failure, RetryPolicy, should_retry
 from ._version import __version__
-from .models import Envelope, ErrorDetail, RateLimit, parse_retry_after
+from .models import Envelope, RateLimit, parse_retry_after
 
-__all__ = ["Operation", "Options", "Pipeline", "RequestBody"]
+__all__ = ["BodyFactory", "Operation", "Options", "Pipeline", "RequestBody"]
 
 E = TypeVar("E")
+T = TypeVar("T")
 
 USER_AGENT = f"falcon-mc/{__version__}"
 
@@ -82,6 +83,7 @@ class RequestBody:
 BodyFactory = Callable[[], Awaitable[RequestBody]]
 
 _ERROR_ENVELOPE: TypeAdapter[Envelope[object]] = TypeAdapter(Envelope[object])
+_ENVELOPE_KEYS = frozenset({"meta", "errors", "resources"})
 
 
 class _Attempt(Exception):
@@ -191,6 +193,34 @@ class Pipeline:
     ) -> E:
         """Send ``op`` (with retries) and parse its JSON reply with ``adapter``."""
         response = await self._send(op, options, params, json_body, body, stream=False)
+        return await self._parse(op, response, adapter)
+
+    async def write(
+        self,
+        op: Operation,
+        options: Options,
+        adapter: TypeAdapter[Envelope[T]],
+        *,
+        json_body: object = None,
+        body: BodyFactory | None = None,
+    ) -> Envelope[T]:
+        """:meth:`call` for a write: a 2xx reply that lists errors and reports nothing done
+        is a failure (nothing was applied), raised as :class:`APIStatusError`."""
+        response = await self._send(op, options, None, json_body, body, stream=False)
+        envelope = await self._parse(op, response, adapter)
+        if envelope.errors and not envelope.resources:
+            raise APIStatusError(
+                f"{op.id}: the server reported errors: "
+                + "; ".join(e.message or str(e.code) for e in envelope.errors),
+                status_code=response.status_code,
+                errors=envelope.errors,
+                trace_id=_trace_id(response, envelope.meta.trace_id),
+                may_have_been_applied=False,
+            )
+        return envelope
+
+    async def _parse(self, op: Operation, response: httpx.Response, adapter: TypeAdapter[E]) -> E:
+        """The read reply of ``op`` parsed with ``adapter``, one reply at a time."""
         try:
             async with self._parsing:
                 if self._writes_done is not None:
@@ -414,18 +444,10 @@ class Pipeline:
 
     async def _status_failure(self, op: Operation, response: httpx.Response) -> _Attempt:
         """Turn an error status into the typed exception, wrapped for the retry decision."""
-        body = await self._read(op, response, limit=MAX_ERROR_BODY)
+        envelope = _error_envelope(await self._read(op, response, limit=MAX_ERROR_BODY))
         status = response.status_code
-        errors: list[ErrorDetail] = []
-        meta_trace: str | None = None
-        try:
-            envelope = _ERROR_ENVELOPE.validate_json(body)
-        except ValidationError:
-            pass
-        else:
-            errors = envelope.errors
-            meta_trace = envelope.meta.trace_id
-        trace_id = _trace_id(response, meta_trace)
+        errors = envelope.errors if envelope is not None else []
+        trace_id = _trace_id(response, envelope.meta.trace_id if envelope is not None else None)
         detail = "; ".join(e.message for e in errors if e.message) or response.reason_phrase
         message = f"{op.id}: HTTP {status}: {detail}"
         cls = status_error_class(status)
@@ -438,6 +460,7 @@ class Pipeline:
                 trace_id=trace_id,
                 retry_after=retry_after,
             )
+            error._api_envelope = envelope is not None
             return _Attempt(Failure.RATE_LIMITED, error, retry_after=retry_after)
         applied = status >= 500 and not op.idempotent
         error = cls(
@@ -447,9 +470,21 @@ class Pipeline:
             trace_id=trace_id,
             may_have_been_applied=applied,
         )
+        error._api_envelope = envelope is not None
         if status < 500:
             raise error  # final: a 3xx/4xx is never retried
         return _Attempt(Failure.SERVER_ERROR, error)
+
+
+def _error_envelope(body: bytes) -> Envelope[object] | None:
+    """An error reply's body as the API's envelope (spec ``msaspec.ResponseFields``): a JSON
+    object with ``meta``, ``errors`` or ``resources``, each of its type. ``None`` for anything
+    else: a proxy's or another server's page, empty or not JSON, or JSON without those keys."""
+    try:
+        envelope = _ERROR_ENVELOPE.validate_json(body)
+    except ValidationError:
+        return None
+    return envelope if _ENVELOPE_KEYS & envelope.model_fields_set else None
 
 
 def _decoded(encoding: str | None, data: bytes, limit: int) -> bytes:

@@ -7,7 +7,9 @@ Every request waits on the gate before it is sent. The gate does two things:
   time while pacing is on);
 * when the server says the minute's budget is nearly spent (``X-RateLimit-Remaining`` at or below
   a low-water mark), it spaces requests at the sustained rate ``60 / X-RateLimit-Limit`` seconds
-  apart instead of running into 429s.
+  apart, so that few requests are in flight when the budget runs out. It does not prevent that:
+  the server's sliding minute refills only as its requests age out, so a client that keeps
+  calling still meets a 429 (one, whose wait every task shares).
 
 The budget is a sliding minute, so a snapshot older than :data:`WINDOW` says nothing any more:
 it no longer turns pacing on. Turns booked by tasks that were then cancelled are not kept

@@ -32,6 +32,7 @@ from datetime import UTC, date, datetime
 from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import (
+    AfterValidator,
     AliasChoices,
     BaseModel,
     ConfigDict,
@@ -41,7 +42,7 @@ from pydantic import (
     field_serializer,
     field_validator,
 )
-from pydantic_core import core_schema
+from pydantic_core import PydanticCustomError, core_schema
 
 from ._exceptions import InvalidArgumentError
 from ._fieldsets import SharingModel
@@ -214,7 +215,8 @@ class EntityRef(_Model):
 
     Spec ``messages.Detection`` / ``messages.Incident`` (``id``, ``url``) and ``messages.Alert``
     (adds ``product``, used by the v2 create request). Used in requests and in replies; every
-    field is optional so replies always parse, but a request needs at least ``id``.
+    field is optional so replies always parse, but the request models refuse a reference
+    without an ``id`` (a non-blank string).
     Id shapes seen: detection ``ldt:<32 hex>:<digits>``, incident ``inc:<32 hex>:<32 hex>``.
 
     Example::
@@ -225,6 +227,17 @@ class EntityRef(_Model):
     id: str | None = None
     url: str | None = None
     product: str | None = None
+
+
+def _named(ref: EntityRef) -> EntityRef:
+    """A reference sent in a request must name what it refers to."""
+    if ref.id is None or not ref.id.strip():
+        raise PydanticCustomError("missing_id", "a reference needs an 'id' (a non-empty string)")
+    return ref
+
+
+#: A detection or incident reference in a request: an :class:`EntityRef` with an ``id``.
+_RequestRef = Annotated[EntityRef, AfterValidator(_named)]
 
 
 class Attachment(_Model):
@@ -836,8 +849,8 @@ class CaseCreationRequest(_Model):
     title: str
     type: str
     user_uuid: str
-    detections: list[EntityRef] = Field(default_factory=list)
-    incidents: list[EntityRef] = Field(default_factory=list)
+    detections: list[_RequestRef] = Field(default_factory=list)
+    incidents: list[_RequestRef] = Field(default_factory=list)
 
 
 class CaseCreationRequestV2(_Model):
@@ -855,8 +868,8 @@ class CaseCreationRequestV2(_Model):
     body: str
     title: str
     type: str
-    detections: list[EntityRef] = Field(default_factory=list)
-    incidents: list[EntityRef] = Field(default_factory=list)
+    detections: list[_RequestRef] = Field(default_factory=list)
+    incidents: list[_RequestRef] = Field(default_factory=list)
     malware_submission_id: str | None = None
     recon_rule_type: str | None = None
     user_uuid: str | None = None
@@ -874,8 +887,8 @@ class CaseUpdateRequest(_Model):
 
     id: str
     body: str | None = None
-    detections: list[EntityRef] | None = None
-    incidents: list[EntityRef] | None = None
+    detections: list[_RequestRef] | None = None
+    incidents: list[_RequestRef] | None = None
 
 
 class ActivityCreationRequest(_Model):

@@ -1,8 +1,7 @@
-"""Streaming attachments: the download handle and the async multipart upload body.
-
-httpx's own multipart encoder reads files with blocking calls inside async code (httpx#1620),
-so uploads use :class:`MultipartUpload`, which reads the file through anyio in chunks and knows
-its ``Content-Length`` up front. Downloads never hold more than one chunk in memory.
+"""Streaming an attachment download: :class:`AttachmentDownload`, valid inside
+``async with mc.download_case_attachment(id)``. ``save()`` and ``aiter_bytes()`` hold no more
+than one chunk in memory; ``save()`` and ``aread()`` request the body again when it is cut
+short.
 """
 
 from __future__ import annotations
@@ -10,11 +9,9 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
-import secrets
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import BinaryIO
 
 import anyio
 import httpx
@@ -27,13 +24,12 @@ from ._filenames import (
     sanitize_filename,
 )
 from ._partfile import PartFile
-from ._pipeline import RequestBody
 from ._responses import aclose_response
 
-__all__ = ["AttachmentDownload", "FileSource", "MultipartUpload"]
+__all__ = ["AttachmentDownload"]
 
 CHUNK_SIZE = 64 * 1024
-FILE_CHUNK_SIZE = 1024 * 1024  # reads and writes of files: fewer hops to the file thread
+SAVE_CHUNK_SIZE = 1024 * 1024  # writes to the file: fewer hops to the file thread
 
 # Media type -> file extension, for a download's fallback name: the spec's upload types
 # (first extension wins: image/jpeg -> .jpg), plus what only downloads list.
@@ -164,7 +160,8 @@ class AttachmentDownload:
         """Yield the body in chunks of at most ``chunk_size`` bytes; checks the length at the end.
 
         The body can be read once: reading it again (even after stopping early) raises
-        ``RuntimeError``; open the download again instead.
+        ``RuntimeError``; open the download again instead. To stop early, wrap the generator
+        in ``contextlib.aclosing`` (under trio, one left unclosed is reported at collection).
         """
         self._check_unread()
         self._read = True
@@ -259,7 +256,7 @@ class AttachmentDownload:
         return b"".join(parts)
 
     async def save(
-        self, path: str | os.PathLike[str], *, chunk_size: int = FILE_CHUNK_SIZE
+        self, path: str | os.PathLike[str], *, chunk_size: int = SAVE_CHUNK_SIZE
     ) -> Path:
         """Stream to ``path``: a file, or a folder to save under the sanitised ``filename``.
 
@@ -280,96 +277,3 @@ class AttachmentDownload:
         async with PartFile(target, replace=not into_folder) as out:
             await self._consume(out.restart, out.write, chunk_size)
         return out.path
-
-
-class FileSource:
-    """Where upload bytes come from: bytes in memory, a path on disk, or a binary file object."""
-
-    def __init__(
-        self, *, data: bytes | None, path: Path | None, file: BinaryIO | None, size: int
-    ) -> None:
-        self.data = data
-        self.path = path
-        self.file = file
-        self.size = size
-        self._start = file.tell() if file is not None and file.seekable() else None
-
-    async def chunks(self, chunk_size: int) -> AsyncIterator[bytes]:
-        """Read the bytes in chunks without blocking the event loop."""
-        if self.data is not None:
-            view = memoryview(self.data)
-            for start in range(0, len(view), chunk_size):
-                yield bytes(view[start : start + chunk_size])
-        elif self.path is not None:
-            async with await anyio.open_file(self.path, "rb") as src:
-                while chunk := await src.read(chunk_size):
-                    yield chunk
-        elif self.file is not None:
-            if self._start is not None:
-                await anyio.to_thread.run_sync(self.file.seek, self._start)
-            while chunk := await anyio.to_thread.run_sync(self.file.read, chunk_size):
-                yield chunk
-
-
-class MultipartUpload(httpx.AsyncByteStream):
-    """A ``multipart/form-data`` body: text fields, then one file part streamed in chunks."""
-
-    def __init__(
-        self,
-        *,
-        fields: dict[str, str],
-        file_field: str,
-        filename: str,
-        content_type: str,
-        source: FileSource,
-        chunk_size: int = FILE_CHUNK_SIZE,
-    ) -> None:
-        self.boundary = secrets.token_hex(16)
-        self._source = source
-        self._chunk_size = chunk_size
-        head = b"".join(
-            self._part_header(name, None, None) + value.encode() + b"\r\n"
-            for name, value in fields.items()
-        )
-        self._head = head + self._part_header(file_field, filename, content_type)
-        self._tail = f"\r\n--{self.boundary}--\r\n".encode()
-        self.content_length = len(self._head) + source.size + len(self._tail)
-
-    def _part_header(self, name: str, filename: str | None, content_type: str | None) -> bytes:
-        disposition = f'form-data; name="{name}"'
-        if filename is not None:
-            disposition += f'; filename="{filename}"'
-        lines = [f"--{self.boundary}", f"Content-Disposition: {disposition}"]
-        if content_type is not None:
-            lines.append(f"Content-Type: {content_type}")
-        return ("\r\n".join(lines) + "\r\n\r\n").encode()
-
-    def request_body(self) -> RequestBody:
-        """This body with the headers that announce it."""
-        return RequestBody(
-            stream=self,
-            headers={
-                "Content-Type": f"multipart/form-data; boundary={self.boundary}",
-                "Content-Length": str(self.content_length),
-            },
-        )
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        yield self._head
-        announced = self._source.size
-        sent = 0
-        async for chunk in self._source.chunks(self._chunk_size):
-            sent += len(chunk)
-            if sent > announced:  # stop before the body outgrows its Content-Length
-                raise self._changed(f"more than {announced}")
-            yield chunk
-        if sent != announced:
-            raise self._changed(str(sent))
-        yield self._tail
-
-    def _changed(self, read: str) -> APIConnectionError:
-        return APIConnectionError(
-            f"the file changed size while uploading ({read} bytes read, "
-            f"{self._source.size} announced); nothing was attached",
-            may_have_been_applied=False,
-        )
