@@ -577,6 +577,35 @@ async def test_a_404_that_is_not_the_apis_envelope_raises(
     assert info.value.status_code == 404 and info.value.errors == []
 
 
+async def test_the_apis_404_longer_than_the_error_body_limit_lists_every_id(
+    router: respx.MockRouter,
+) -> None:
+    """A batch of thousands of unknown ids gets a JSON 404 past the 1 MiB read of an error
+    body: cut there, it does not parse, yet it is the API's (by its type), not a proxy's."""
+    ids = [f"x-{n:05d}" for n in range(20_000)]
+    errors = [{"code": 404, "message": f"case {i} not found", "id": i} for i in ids]
+    router.post("/message-center/entities/cases/GET/v1").respond(404, json=envelope(errors=errors))
+    async with AsyncMessageCenter(client_id="a", client_secret="b", max_ids_per_request=20_000,
+                                  transport=httpx.MockTransport(router.async_handler)) as mc:
+        cases = await mc.get_cases(ids)
+    assert cases.resources == [] and [e.id for e in cases.errors] == ids
+
+
+async def test_json_operations_accept_only_the_codings_error_bodies_are_decoded_in(
+    router: respx.MockRouter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """httpx offers ``br``/``zstd`` too when their packages are installed; an error body in
+    one of them could not be read (a brotli 404 to a bulk get raised ``NotFoundError``)."""
+    monkeypatch.setattr(httpx._client, "ACCEPT_ENCODING", "gzip, deflate, br, zstd")
+    route = router.post("/message-center/entities/cases/GET/v1").respond(
+        200, json=envelope([CASE])
+    )
+    async with AsyncMessageCenter(client_id="a", client_secret="b",
+                                  transport=httpx.MockTransport(router.async_handler)) as mc:
+        await mc.get_cases(["c-1"])
+    assert route.calls.last.request.headers["Accept-Encoding"] == "gzip, deflate"
+
+
 async def test_a_payload_passed_as_ids_is_the_body(
     mc: AsyncMessageCenter, router: respx.MockRouter
 ) -> None:

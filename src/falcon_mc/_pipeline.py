@@ -55,13 +55,18 @@ MAX_ERROR_BODY = 1024 * 1024
 @dataclass(frozen=True)
 class Operation:
     """One Message Center operation: its spec operationId, method, route and idempotency, and
-    the headers that say what its replies may be."""
+    the headers that say what its replies may be: JSON, compressed only in the codings an
+    error body is decoded in here (httpx would also offer ``br``/``zstd`` when their packages
+    are installed)."""
 
     id: str
     method: str
     path: str
     idempotent: bool
-    headers: tuple[tuple[str, str], ...] = (("Accept", "application/json"),)
+    headers: tuple[tuple[str, str], ...] = (
+        ("Accept", "application/json"),
+        ("Accept-Encoding", "gzip, deflate"),
+    )
 
 
 @dataclass(frozen=True)
@@ -444,7 +449,8 @@ class Pipeline:
 
     async def _status_failure(self, op: Operation, response: httpx.Response) -> _Attempt:
         """Turn an error status into the typed exception, wrapped for the retry decision."""
-        envelope = _error_envelope(await self._read(op, response, limit=MAX_ERROR_BODY))
+        body = await self._read(op, response, limit=MAX_ERROR_BODY)
+        envelope = _error_envelope(body)
         status = response.status_code
         errors = envelope.errors if envelope is not None else []
         trace_id = _trace_id(response, envelope.meta.trace_id if envelope is not None else None)
@@ -460,7 +466,7 @@ class Pipeline:
                 trace_id=trace_id,
                 retry_after=retry_after,
             )
-            error._api_envelope = envelope is not None
+            error._api_envelope = _from_api(response, body, envelope)
             return _Attempt(Failure.RATE_LIMITED, error, retry_after=retry_after)
         applied = status >= 500 and not op.idempotent
         error = cls(
@@ -470,7 +476,7 @@ class Pipeline:
             trace_id=trace_id,
             may_have_been_applied=applied,
         )
-        error._api_envelope = envelope is not None
+        error._api_envelope = _from_api(response, body, envelope)
         if status < 500:
             raise error  # final: a 3xx/4xx is never retried
         return _Attempt(Failure.SERVER_ERROR, error)
@@ -485,6 +491,16 @@ def _error_envelope(body: bytes) -> Envelope[object] | None:
     except ValidationError:
         return None
     return envelope if _ENVELOPE_KEYS & envelope.model_fields_set else None
+
+
+def _from_api(response: httpx.Response, body: bytes, envelope: Envelope[object] | None) -> bool:
+    """Whether an error reply is the API's own: its body is the API's envelope, or JSON by its
+    ``Content-Type`` but longer than :data:`MAX_ERROR_BODY` (cut there, so not parsed: a 404
+    listing thousands of ids not found)."""
+    if envelope is not None:
+        return True
+    media = response.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+    return media == "application/json" and len(body) >= MAX_ERROR_BODY
 
 
 def _decoded(encoding: str | None, data: bytes, limit: int) -> bytes:

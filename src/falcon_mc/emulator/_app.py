@@ -73,7 +73,7 @@ DEFAULT_LIMIT = 100
 DEFAULT_RATE_LIMIT = 6000
 _JSON_LIMIT = 16 * 2**20
 _MULTIPART_OVERHEAD = 2**20
-_INT32_MAX = 2**31 - 1
+_INT64_MAX = 2**63 - 1
 _INT_PARAM = re.compile(r"-?[0-9]+")
 _NAME_FIRST = re.compile(r"[A-Za-z0-9_-]")
 _NAME_CHARS = re.compile(r"[A-Za-z0-9\-_.\s]*")
@@ -370,13 +370,13 @@ class Service:
         raw_offset = ctx.request.param("offset")
         limit = DEFAULT_LIMIT
         if raw_limit not in (None, ""):
-            limit = _int32_param("limit", raw_limit)
+            limit = _int_param("limit", raw_limit)
         page_max = self.emu.settings.page_limit_max
         if not 1 <= limit <= page_max:
             raise _BadRequest(400, f"invalid limit {limit}: must be within [1-{page_max}]")
         offset = 0
         if raw_offset not in (None, ""):
-            offset = _int32_param("offset", raw_offset)
+            offset = _int_param("offset", raw_offset)
         if offset < 0:
             raise _BadRequest(400, f"invalid offset {offset}: must be >= 0")
         return limit, offset
@@ -692,19 +692,20 @@ def _parse_json(data: bytes | bytearray) -> Any:
         raise _BadRequest(400, "invalid JSON body: nested too deeply") from None
 
 
-def _int32_param(name: str, raw: str) -> int:
-    """A query parameter holding an ``int32``: ASCII digits, an optional leading ``-``.
+def _int_param(name: str, raw: str) -> int:
+    """A query parameter holding an integer (the spec's ``integer``, no format: an ``int64``):
+    ASCII digits, an optional leading ``-``.
 
     Python's ``int()`` would also take ``1_0``, surrounding blanks and non-ASCII digits; a
-    strict server refuses them, and values outside the int32 range. A negative number is
+    strict server refuses them, and values outside the int64 range. A negative number is
     returned for the caller's range check, which words the error.
     """
     if not _INT_PARAM.fullmatch(raw):
         raise _BadRequest(400, f"invalid {name} {raw!r}: an integer is required")
     digits = raw.lstrip("-").lstrip("0")
-    if len(digits) > len(str(_INT32_MAX)) or int(digits or "0") > _INT32_MAX:
+    if len(digits) > len(str(_INT64_MAX)) or int(digits or "0") > _INT64_MAX:
         raise _BadRequest(
-            400, f"invalid {name} {raw!r}: out of range (an int32, at most {_INT32_MAX})"
+            400, f"invalid {name} {raw!r}: out of range (an int64, at most {_INT64_MAX})"
         )
     return int(raw)
 
