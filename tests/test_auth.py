@@ -188,18 +188,38 @@ async def test_a_failed_early_refresh_keeps_the_valid_token(
         now[0] += 1799 - 30  # refresh due, 30 s before the hard expiry
         with caplog.at_level(logging.WARNING, logger="falcon_mc"):
             assert await tokens.get() == "t1"
-        assert len(sent) == 1 + 4
+        assert len(sent) == 1 + 1  # an early refresh makes one request: the token serves
         [record] = [r for r in caplog.records if r.levelno == logging.WARNING]
         assert "token refresh failed" in record.getMessage()
         assert "t1" not in record.getMessage() and SECRET not in record.getMessage()
         assert await tokens.get() == "t1"  # not tried again at once
-        assert len(sent) == 5
+        assert len(sent) == 2
         now[0] += REFRESH_RETRY  # tried again later, and this time it works
         replies.append(granted("t2"))
         assert await tokens.get() == "t2"
         now[0] += 1799  # t2 has expired: a failure is raised now
         with pytest.raises(OAuthError):
             await tokens.get()
+
+
+async def test_an_early_refresh_does_not_pause_for_a_retry_after() -> None:
+    # the call that finds the refresh due has a valid token: it does not wait out a 429's pause
+    now = [1000.0]
+    sent: list[int] = []
+
+    async def token(request: httpx.Request) -> httpx.Response:
+        sent.append(1)
+        if len(sent) == 1:
+            return granted("t1")
+        return httpx.Response(429, json=envelope(), headers={"Retry-After": "60"})
+
+    async with http_for(token) as http:
+        tokens = manager(http, now)
+        assert await tokens.get() == "t1"
+        now[0] += 1799 - 30
+        with anyio.fail_after(5):
+            assert await tokens.get() == "t1"
+    assert len(sent) == 2
 
 
 async def test_others_use_the_valid_token_while_it_is_refreshed() -> None:

@@ -1,25 +1,24 @@
 """OAuth2 client-credentials token manager.
 
 One token per client, shared by every task: the first task that finds no usable token fetches
-one; the others follow that fetch and share its outcome: its token, or its failure, which they
-re-raise instead of fetching again (a call made after the failure was delivered tries again).
+one under a lock; the others wait on the lock and then share the outcome of that fetch (double
+check, by a fetch generation number): its token, or its failure, which they re-raise instead of
+fetching again (a call made after the failure was delivered tries again).
 
-A fetch runs under the options of the call that makes it (``with_options``): its timeout for
-each token request, its ``max_retries``. A task that follows another's fetch holds it to its own
-options, as if the fetch were its own, started when that one started: it gives up when a token
-request outlasts what its own timeout allows one request (every phase to its limit), or when the
-fetch fails once more than its own ``max_retries`` allows, raising what its own fetch would
-have. When the fetch gives up where the follower's own would have gone on (the fetching call
-allowed fewer retries, or a shorter timeout), the follower carries the fetch on under its own
-options, the failed requests its own would have seen counting against its retries: it is not
-handed a failure that only another call's stricter options caused, and costs no more requests,
-nor much more time, than its own fetch would have (rather than a wait of its own followed by a
-fetch from the start, which could take twice what its options allow).
+A fetch runs under the *effective* options of the call that makes it: the stricter of its view's
+(``with_options``) and the client's own, phase by phase for the timeout of each token request
+(``None`` is no limit), and the fewer ``max_retries``. A view can make the token request stricter,
+never looser. A waiting call whose effective options allow no less than those of the fetch in
+flight waits for it as long as it runs (no longer than the client's options allow); a stricter
+one waits about as long as its own fetch could take (:func:`_budget`), then raises
+``APITimeoutError``. A failure more time or retries might mend (no reply, 429, 5xx) is not shared
+with a waiting call whose options allow more than the fetch had: that call fetches again itself.
 
 A token has a hard expiry (its ``expires_in``) and a refresh time ``refresh_margin`` seconds
 earlier, or halfway through a lifetime shorter than twice that. While an early refresh is in
-flight the other tasks keep using the current token; if that refresh fails, the still valid token
-is kept (a WARNING is logged) and the refresh is tried again ``REFRESH_RETRY`` seconds later.
+flight the other tasks keep using the current token. An early refresh makes one token request
+(no retries): if it fails, the still valid token is kept (a WARNING is logged) and the refresh is
+tried again ``REFRESH_RETRY`` seconds later.
 
 After a 401 the pipeline calls ``invalidate(token)`` with the token it used; only if that is
 still the current token is it dropped (invalidate by compare), so fifty tasks that all saw a 401
@@ -33,8 +32,7 @@ import math
 import random
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, replace
 
 import anyio
 import httpx
@@ -44,10 +42,10 @@ from ._cloud import Cloud, cloud_named
 from ._exceptions import APIConnectionError, APITimeoutError, FalconError, OAuthError
 from ._log import logger
 from ._responses import unhook_stream
-from ._retry import RetryPolicy
+from ._retry import Options, RetryPolicy
 from .models import parse_retry_after
 
-__all__ = ["CallOptions", "TokenManager"]
+__all__ = ["TokenManager"]
 
 TOKEN_PATH = "/oauth2/token"  # noqa: S105 - a route, not a secret
 REVOKE_PATH = "/oauth2/revoke"
@@ -77,27 +75,6 @@ class _TokenReply(BaseModel):
 _TOKEN_REPLY = _TokenReply.model_validate_json
 
 
-class CallOptions(Protocol):
-    """What bounds a token fetch: the options of the call that needs the token (the
-    pipeline's ``Options``)."""
-
-    @property
-    def timeout(self) -> httpx.Timeout:
-        """The timeout of each token request."""
-
-    @property
-    def policy(self) -> RetryPolicy:
-        """How often a failed token request is retried, and the back-off between."""
-
-
-@dataclass(frozen=True)
-class _Defaults:
-    """The client's own options, for a :meth:`TokenManager.get` given none."""
-
-    timeout: httpx.Timeout
-    policy: RetryPolicy
-
-
 @dataclass(frozen=True)
 class _Granted:
     """A token reply: the token, when it was asked for, and the cloud it names."""
@@ -117,69 +94,69 @@ class _Retryable(Exception):
         self.retry_after = retry_after
 
 
-class _Progress:
-    """A token fetch in flight, as the tasks waiting for it follow it: the timeout of its
-    requests, when the one in flight was sent, and its failed attempts as they come."""
-
-    def __init__(self, timeout: httpx.Timeout) -> None:
-        self.timeout = timeout
-        self.sent_at: float | None = None  # when the request in flight was sent (None: none is)
-        self.failures: list[_Retryable] = []
-        self.ended = False
-        self.changed = anyio.Event()  # set, and replaced, at every change
-
-    def _notify(self) -> None:
-        event, self.changed = self.changed, anyio.Event()
-        event.set()
-
-    def send(self) -> None:
-        """A token request is sent."""
-        self.sent_at = anyio.current_time()
-        self._notify()
-
-    def answered(self) -> None:
-        """The request in flight has its reply, or failed."""
-        self.sent_at = None
-        self._notify()
-
-    def fail(self, failed: _Retryable) -> None:
-        """An attempt failed in a way a retry may mend."""
-        self.failures.append(failed)
-        self._notify()
-
-    def end(self) -> None:
-        """The fetch is over (done, failed or cancelled)."""
-        self.ended = True
-        self._notify()
-
-
-@dataclass
-class _Tally:
-    """What a waiting task has seen of the fetches it followed."""
-
-    failed: int = 0  # the failed attempts its own fetch would have seen fail too
-    retry_after: float | None = None  # the wait the last failure asked for (a 429's)
-
-
 def _phases(timeout: httpx.Timeout) -> tuple[float, ...]:
-    """The phases of ``timeout`` (pool, connect, write, read) in seconds; ``inf``: no limit."""
-    phases = (timeout.pool, timeout.connect, timeout.write, timeout.read)
+    """The limits of ``timeout``'s phases (connect, read, write, pool) in seconds; ``inf``: none."""
+    phases = (timeout.connect, timeout.read, timeout.write, timeout.pool)
     return tuple(math.inf if phase is None else phase for phase in phases)
 
 
-def _request_bound(timeout: httpx.Timeout) -> float:
-    """The longest one token request may take under ``timeout``: every phase to its limit."""
-    return sum(_phases(timeout))
+def _effective(view: Options, own: Options) -> Options:
+    """The options of a token request made for a call on ``view`` of a client whose own are
+    ``own``: per timeout phase the shorter, the fewer retries, the back-off of ``view``."""
+    limits = (min(a, b) for a, b in zip(_phases(view.timeout), _phases(own.timeout), strict=True))
+    connect, read, write, pool = (None if math.isinf(limit) else limit for limit in limits)
+    retries = min(view.policy.max_retries, own.policy.max_retries)
+    return Options(
+        timeout=httpx.Timeout(None, connect=connect, read=read, write=write, pool=pool),
+        policy=replace(view.policy, max_retries=retries),
+    )
 
 
-def _allows_longer(mine: httpx.Timeout, theirs: httpx.Timeout) -> bool:
-    """Whether ``mine`` lets some phase of a request run longer than ``theirs`` does."""
-    return any(a > b for a, b in zip(_phases(mine), _phases(theirs), strict=True))
+def _covers(wide: Options, narrow: Options) -> bool:
+    """Whether ``wide`` allows a token fetch at least as much as ``narrow`` does: as long in
+    every timeout phase, and as many retries."""
+    longer = (a >= b for a, b in zip(_phases(wide.timeout), _phases(narrow.timeout), strict=True))
+    return wide.policy.max_retries >= narrow.policy.max_retries and all(longer)
+
+
+def _budget(options: Options) -> float:
+    """About the longest a token fetch under ``options`` takes: each request with every phase to
+    its limit, and the longest back-off between. An approximation: a read timeout bounds each
+    wait for bytes (a reply that trickles in takes longer), and a 429's Retry-After may ask for a
+    longer pause than the back-off."""
+    retries = options.policy.max_retries
+    return (retries + 1) * sum(_phases(options.timeout)) + retries * options.policy.max_delay
+
+
+def _retryable(error: FalconError) -> bool:
+    """Whether more time or more attempts might mend ``error``: no reply, a 429, a 5xx."""
+    if isinstance(error, APIConnectionError):  # timeouts included
+        return True
+    status = error.status_code if isinstance(error, OAuthError) else None
+    return status is not None and (status == 429 or status >= 500)
+
+
+@dataclass(frozen=True)
+class _Failure:
+    """A failed fetch: its error, and the effective options it ran under."""
+
+    error: FalconError
+    options: Options
+
+    def shared_with(self, options: Options) -> bool:
+        """Whether a call that waited for this fetch, under ``options``, re-raises its error:
+        unless more time or retries might have mended it and ``options`` allow them."""
+        return not _retryable(self.error) or _covers(self.options, options)
 
 
 def _timed_out() -> APITimeoutError:
     """A token request gave up waiting (nothing was sent on the caller's behalf yet)."""
     return APITimeoutError("token request timed out", may_have_been_applied=False)
+
+
+def _client_closed() -> APIConnectionError:
+    """The error of a token request the client was closed before (none is sent then)."""
+    return APIConnectionError("the client was closed", may_have_been_applied=False)
 
 
 def _refused(status: int, trace_id: str | None) -> OAuthError:
@@ -219,16 +196,6 @@ def _reason(exc: FalconError) -> str:
     return type(exc).__name__ + (f" {status}" if status is not None else "")
 
 
-async def _next_change(progress: _Progress, bound: float) -> None:
-    """Wait for ``progress`` to change; raise if its request in flight outlasts ``bound``."""
-    changed = progress.changed
-    deadline = math.inf if progress.sent_at is None else progress.sent_at + bound
-    with anyio.CancelScope(deadline=deadline) as scope:
-        await changed.wait()
-    if scope.cancelled_caught:
-        raise _timed_out()
-
-
 class TokenManager:
     """Fetches, caches, refreshes and revokes the bearer token of one client."""
 
@@ -249,16 +216,18 @@ class TokenManager:
         self._client_secret = client_secret
         self._member_cid = member_cid
         self._autodiscover = autodiscover
-        self._defaults = _Defaults(timeout=http.timeout, policy=policy)
+        self._own = Options(timeout=http.timeout, policy=policy)  # the client's options
         self._refresh_margin = refresh_margin
         self._clock = clock
         self._token: SecretStr | None = None
         self._expires_at = 0.0  # hard expiry: the token is refused from then on
         self._refresh_at = 0.0  # the time to fetch its successor
         self._generation = 0  # fetches finished, successful or not
-        self._error: FalconError | None = None  # the last fetch's failure (None: it succeeded)
-        self._retryable = False  # whether that failure was one more attempts may mend
-        self._in_flight: _Progress | None = None  # the fetch in flight
+        self._failure: _Failure | None = None  # the last fetch's (None: it succeeded)
+        self._fetching: Options | None = None  # the effective options of the fetch in flight
+        # fast_acquire: the task that takes the lock records its fetch before another task runs
+        self._lock = anyio.Lock(fast_acquire=True)
+        self._pausing: anyio.CancelScope | None = None  # the last pause before a retry
         self._closed = False  # revoked for good (the client was closed)
         self._rng = random.Random()
         self.fetch_count = 0
@@ -281,82 +250,67 @@ class TokenManager:
             return self._token.get_secret_value()
         return None
 
-    async def get(self, options: CallOptions | None = None) -> str:
+    async def get(self, options: Options | None = None) -> str:
         """A valid bearer token, fetching one if needed (one fetch however many tasks ask).
 
-        ``options`` (the calling view's; the client's if not given) bound the fetch this task
-        makes, and its wait for one in flight: see the module docstring. Tasks that waited for
-        a fetch that failed re-raise its failure rather than fetch again, unless their own
-        options would have gone on where it gave up.
+        ``options`` are the calling view's (the client's if not given): a fetch this task makes
+        runs under the stricter of them and the client's. Tasks that waited for a fetch that
+        failed re-raise its failure rather than fetch again, unless more time or retries might
+        mend it and their options allow more than that fetch had.
         """
-        token = self._current(refreshing=self._in_flight is not None)
+        token = self._current(refreshing=self._lock.locked())
         if token is not None:
             return token
-        return await self._wait_or_fetch(options or self._defaults)
-
-    async def _wait_or_fetch(self, options: CallOptions) -> str:
-        """The token of the fetch in flight, followed under ``options``; or of one this task
-        makes, if none is in flight or the last one gave up where ``options`` go on."""
+        mine = self._own if options is None else _effective(options, self._own)
         generation = self._generation
-        tally = _Tally()
-        while (progress := self._in_flight) is not None:
-            await self._follow(progress, options, tally)
-            token = self._current(refreshing=self._in_flight is not None)
+        await self._wait_turn(mine)
+        try:
+            token = self._current(refreshing=False)
             if token is not None:
                 return token
-        if generation == self._generation or self._error is None:
-            return await self._refresh(options)
-        if not self._retryable:
-            raise copy.copy(self._error)  # the fetch this task waited for failed
-        # it gave up where this task's own fetch would have gone on: carry it on from there
-        pause = options.policy.delay(
-            max(tally.failed - 1, 0), retry_after=tally.retry_after, rng=self._rng
-        )
-        return await self._refresh(options, attempt=tally.failed, pause=pause)
+            failure, waited = self._failure, generation != self._generation
+            if waited and failure is not None and failure.shared_with(mine):
+                raise copy.copy(failure.error)  # the fetch this task waited for failed
+            return await self._refresh(mine)
+        finally:
+            self._lock.release()
 
-    async def _follow(self, progress: _Progress, options: CallOptions, tally: _Tally) -> None:
-        """Wait for the fetch in flight as if it were this task's own, started when it started:
-        raise, as its own would have, when a request outlasts what this task's timeout allows
-        one, or when the fetch fails once more than this task's ``max_retries`` allows."""
-        bound = _request_bound(options.timeout)
-        # a timeout under a shorter timeout than this task's is not one this task would have had
-        longer = _allows_longer(options.timeout, progress.timeout)
-        seen = 0
-        while True:
-            for failed in progress.failures[seen:]:
-                tally.retry_after = failed.retry_after
-                if not (longer and isinstance(failed.error, APITimeoutError)):
-                    tally.failed += 1
-                if tally.failed > options.policy.max_retries:
-                    raise copy.copy(failed.error)
-            seen = len(progress.failures)
-            if progress.ended:
-                return
-            await _next_change(progress, bound)
+    async def _wait_turn(self, mine: Options) -> None:
+        """Take the lock. A task whose options ``mine`` are stricter than those of the fetch in
+        flight waits about as long as its own fetch could take (:func:`_budget`), then raises;
+        another waits as long as that fetch runs (bounded by the client's options at most)."""
+        fetching = self._fetching
+        stricter = fetching is not None and not _covers(mine, fetching)
+        with anyio.move_on_after(_budget(mine) if stricter else math.inf) as waited:
+            await self._lock.acquire()
+        if waited.cancelled_caught:
+            raise APITimeoutError(
+                "token request timed out: another call's is still in flight",
+                may_have_been_applied=False,
+            )
 
-    async def _refresh(self, options: CallOptions, *, attempt: int = 0, pause: float = 0.0) -> str:
-        """Fetch a token under ``options``, for every task that asks meanwhile; after a failure
-        keep the current one while valid."""
-        progress = self._in_flight = _Progress(options.timeout)
+    async def _refresh(self, options: Options) -> str:
+        """Fetch a token under ``options`` (the lock is held), for every task that waits; an
+        early refresh makes one request, and after a failure the current token is kept."""
+        if self._alive():  # an early refresh: the current token serves meanwhile
+            options = Options(options.timeout, replace(options.policy, max_retries=0))
+        self._fetching = options
         try:
-            await self._obtain(options, progress, attempt=attempt, pause=pause)
-        except _Retryable as failed:
-            return self._failed(failed.error, retryable=True)
+            await self._obtain(options)
         except FalconError as exc:
-            return self._failed(exc, retryable=False)
-        finally:  # also when cancelled: the tasks following it then fetch one themselves
-            self._in_flight = None
-            progress.end()
+            return self._failed(exc, options)
+        finally:  # also when cancelled: the next task waiting then fetches itself
+            self._fetching = None
         self._generation += 1
-        self._error = None
+        self._failure = None
         assert self._token is not None
         return self._token.get_secret_value()
 
-    def _failed(self, error: FalconError, *, retryable: bool) -> str:
-        """Share a failed fetch with the tasks that followed it; the current token if it is
-        still valid (logged), else ``error`` is raised."""
+    def _failed(self, error: FalconError, options: Options) -> str:
+        """Share a failed fetch (under ``options``) with the tasks waiting for it; the current
+        token if it is still valid (logged), else ``error`` is raised."""
         self._generation += 1
-        self._error, self._retryable = copy.copy(error), retryable  # without the traceback
+        self._failure = _Failure(copy.copy(error), options)  # without the traceback
         if self._token is None or not self._alive():
             raise error from None
         now = self._clock()
@@ -373,50 +327,52 @@ class TokenManager:
         if self._token is not None and self._token.get_secret_value() == token:
             self._token = None
 
-    async def _obtain(
-        self, options: CallOptions, progress: _Progress, *, attempt: int, pause: float
-    ) -> None:
+    async def _obtain(self, options: Options) -> None:
         """Fetch a token (from the tenant's cloud, with autodiscovery) and keep it."""
-        granted = await self._fetch(options, progress, attempt=attempt, pause=pause)
-        granted = await self._discover(granted, options, progress)
+        granted = await self._fetch(options)
+        granted = await self._discover(granted, options)
         await self._store(granted)
 
-    async def _fetch(
-        self, options: CallOptions, progress: _Progress, *, attempt: int = 0, pause: float = 0.0
-    ) -> _Granted:
-        """Request a token, each request under ``options.timeout``, retried up to
-        ``options.policy.max_retries`` (counting from ``attempt``, after ``pause`` seconds)."""
-        if pause > 0:
-            await anyio.sleep(pause)
+    async def _fetch(self, options: Options) -> _Granted:
+        """Request a token, each request under ``options.timeout``; one that gets no reply, a
+        429 or a 5xx is retried up to ``options.policy.max_retries`` times."""
         policy = options.policy
+        attempt = 0
         while True:
             try:
-                return await self._attempt(options.timeout, progress)
+                return await self._attempt(options.timeout)
             except _Retryable as failed:
-                progress.fail(failed)
                 if attempt >= policy.max_retries:
-                    raise
+                    raise failed.error from None
                 delay = policy.delay(attempt, retry_after=failed.retry_after, rng=self._rng)
                 logger.debug(
                     "token request failed (%s), retrying in %.2fs", _reason(failed.error), delay
                 )
-                await anyio.sleep(delay)
+                await self._pause(delay)
                 attempt += 1
 
-    async def _attempt(self, per_request: httpx.Timeout, progress: _Progress) -> _Granted:
-        """One token request; a refusal is raised (as :class:`_Retryable` for a 429 or 5xx)."""
+    async def _pause(self, seconds: float) -> None:
+        """Wait ``seconds`` before a retry, or until the client is closed."""
+        with anyio.move_on_after(seconds) as self._pausing:
+            await anyio.sleep_forever()
+
+    async def _attempt(self, per_request: httpx.Timeout) -> _Granted:
+        """One token request; a refusal is raised (as :class:`_Retryable` for a 429 or 5xx).
+        None is sent once the client is being closed."""
+        if self._closed:
+            raise _client_closed()
         sent_at = self._clock()
-        response = await self._post_token(per_request, progress)
+        response = await self._post_token(per_request)
         trace_id = response.headers.get("X-CS-TRACEID")
         status = response.status_code
         if status in (200, 201):
             return _Granted(_parse(response, trace_id), sent_at, response.headers.get("X-Cs-Region"))
         error = _refused(status, trace_id)
-        if status == 429 or status >= 500:
+        if _retryable(error):
             raise _Retryable(error, parse_retry_after(response.headers) if status == 429 else None)
         raise error
 
-    async def _post_token(self, per_request: httpx.Timeout, progress: _Progress) -> httpx.Response:
+    async def _post_token(self, per_request: httpx.Timeout) -> httpx.Response:
         """Send the token request; no reply raises :class:`_Retryable` (nothing was sent on
         the caller's behalf yet)."""
         form = {
@@ -425,7 +381,6 @@ class TokenManager:
         }
         if self._member_cid:
             form["member_cid"] = self._member_cid
-        progress.send()
         try:
             response = await self._http.post(TOKEN_PATH, data=form, timeout=per_request)
             unhook_stream(response)
@@ -435,16 +390,13 @@ class TokenManager:
             raise _Retryable(APIConnectionError(
                 f"token request failed: {type(exc).__name__}", may_have_been_applied=False
             )) from None
-        finally:
-            progress.answered()
         self.fetch_count += 1
         return response
 
-    async def _discover(
-        self, granted: _Granted, options: CallOptions, progress: _Progress
-    ) -> _Granted:
+    async def _discover(self, granted: _Granted, options: Options) -> _Granted:
         """With autodiscovery, the token of the tenant's cloud: when the first reply names
-        another cloud, its token is revoked where it was issued and one is fetched there."""
+        another cloud, its token is revoked where it was issued and one is fetched there
+        (under the same options, its retries counted afresh)."""
         if not self._autodiscover:
             return granted
         self._autodiscover = False
@@ -457,14 +409,14 @@ class TokenManager:
         # the first cloud's token is not used: revoke it where it was issued
         await self._revoke(granted.reply.access_token, old + REVOKE_PATH)
         self._http.base_url = httpx.URL(url)
-        return await self._fetch(options, progress)
+        return await self._fetch(options)
 
     async def _store(self, granted: _Granted) -> None:
         """Keep the token of ``granted`` (revoke it instead if the client was closed)."""
         reply = granted.reply
         if self._closed:  # the client was closed while this token was on its way
             await self._revoke(reply.access_token, REVOKE_PATH)
-            raise APIConnectionError("the client was closed", may_have_been_applied=False)
+            raise _client_closed()
         self._token = reply.access_token
         # counted from when the request was sent: the token cannot have been issued earlier
         self._expires_at = granted.sent_at + reply.expires_in
@@ -475,14 +427,16 @@ class TokenManager:
 
     async def revoke(self) -> None:
         """Revoke the current token, for good (best effort: never raises; at most 5 s, even
-        when cancelled). A fetch in flight is waited for: the token it brings is revoked too."""
+        when cancelled). A fetch in flight is waited for (a pause before a retry is cut short,
+        and no further token request is sent): the token it brings is revoked too."""
         self._closed = True
+        if self._pausing is not None:
+            self._pausing.cancel()
         with anyio.move_on_after(5, shield=True):
-            while (progress := self._in_flight) is not None:
-                await progress.changed.wait()
-            token, self._token = self._token, None
-            if token is not None:
-                await self._revoke(token, REVOKE_PATH)
+            async with self._lock:
+                token, self._token = self._token, None
+                if token is not None:
+                    await self._revoke(token, REVOKE_PATH)
 
     async def _revoke(self, token: SecretStr, url: str) -> None:
         """Revoke ``token`` at ``url`` (best effort: failures are logged at DEBUG, never raised;

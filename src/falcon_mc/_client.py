@@ -48,9 +48,9 @@ from ._exceptions import InvalidArgumentError, NotFoundError
 from ._filenames import UPLOAD_MAX_BYTES
 from ._lanes import LaneTransport, default_transport
 from ._pagination import AsyncPaginator
-from ._pipeline import Operation, Options, Pipeline
+from ._pipeline import Operation, Pipeline
 from ._ratelimit import RateLimitGate
-from ._retry import RetryPolicy
+from ._retry import Options, RetryPolicy
 from ._tasks import task_group
 from ._upload import BinaryFile, attachment_body
 from .fql import ACTIVITY_SORT_VALUES, CASE_SORT_VALUES, Filter

@@ -36,11 +36,11 @@ from ._fieldsets import share_fields_sets
 from ._log import logger
 from ._ratelimit import RateLimitGate
 from ._responses import aclose_response
-from ._retry import Failure, RetryPolicy, should_retry
+from ._retry import Failure, Options, should_retry
 from ._version import __version__
 from .models import Envelope, RateLimit, parse_retry_after
 
-__all__ = ["BodyFactory", "Operation", "Options", "Pipeline", "RequestBody"]
+__all__ = ["BodyFactory", "Operation", "Pipeline", "RequestBody"]
 
 E = TypeVar("E")
 T = TypeVar("T")
@@ -67,14 +67,6 @@ class Operation:
         ("Accept", "application/json"),
         ("Accept-Encoding", "gzip, deflate"),
     )
-
-
-@dataclass(frozen=True)
-class Options:
-    """Per-call settings: timeouts and retry policy (see ``AsyncMessageCenter.with_options``)."""
-
-    timeout: httpx.Timeout
-    policy: RetryPolicy
 
 
 @dataclass(frozen=True)
@@ -328,8 +320,11 @@ class Pipeline:
 
     def _still_open(self, op: Operation, began_open: bool, applied: bool) -> None:
         """Raise :func:`_closed` if ``aclose()`` ran since the call began (``began_open``).
-        A call begun after it is a programming error: httpx raises its ``RuntimeError``."""
-        if began_open and self.http.is_closed:
+        A call begun after it is a programming error: httpx's ``RuntimeError`` (raised here, as
+        the token manager, closed for good, would raise :func:`_closed`'s error)."""
+        if self.http.is_closed:
+            if not began_open:
+                raise RuntimeError("Cannot send a request, as the client has been closed.")
             raise _closed(op, applied)
 
     async def _build(

@@ -1,6 +1,8 @@
-"""Retry policy: which failures are retried for which operations, and how long to wait.
+"""Retry policy: which failures are retried for which operations, and how long to wait; and
+the per-call options that carry it with the timeouts.
 
-Pure functions only; the request pipeline applies them. Tests build a policy with zero delays.
+Pure functions only; the request pipeline and the token manager apply them. Tests build a policy
+with zero delays.
 """
 
 from __future__ import annotations
@@ -9,7 +11,9 @@ import random
 from dataclasses import dataclass
 from enum import Enum
 
-__all__ = ["Failure", "RetryPolicy", "should_retry"]
+import httpx
+
+__all__ = ["Failure", "Options", "RetryPolicy", "should_retry"]
 
 
 class Failure(Enum):
@@ -60,3 +64,11 @@ class RetryPolicy:
             return min(retry_after, self.max_retry_after)
         ceiling = min(self.max_delay, self.base_delay * (2**attempt))
         return rng.uniform(ceiling / 2, ceiling) if ceiling > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class Options:
+    """Per-call settings: timeouts and retry policy (see ``AsyncMessageCenter.with_options``)."""
+
+    timeout: httpx.Timeout
+    policy: RetryPolicy
