@@ -222,6 +222,56 @@ async def test_an_early_refresh_does_not_pause_for_a_retry_after() -> None:
     assert len(sent) == 2
 
 
+async def test_a_token_expiring_during_its_early_refresh_is_fetched_on() -> None:
+    # the one request of an early refresh fails after the token's hard expiry: the call that
+    # started it needs a token now, and its retries are still there
+    now = [1000.0]
+    sent: list[int] = []
+
+    async def token(request: httpx.Request) -> httpx.Response:
+        sent.append(1)
+        if len(sent) == 1:
+            return granted("t1")
+        if len(sent) == 2:
+            now[0] += 60  # the reply comes after t1 expired
+            return httpx.Response(503, json=envelope())
+        return granted("t2")
+
+    async with http_for(token) as http:
+        tokens = manager(http, now)
+        assert await tokens.get() == "t1"
+        now[0] += 1799 - 30  # refresh due, 30 s before the hard expiry
+        assert await tokens.get() == "t2"
+    assert len(sent) == 3
+
+
+async def test_closing_revokes_the_valid_token_while_its_early_refresh_hangs() -> None:
+    now = [1000.0]
+    revoked: list[str] = []
+    refreshing = anyio.Event()
+
+    async def token(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/oauth2/revoke":
+            revoked.append(request.content.decode())
+            return httpx.Response(200, json=envelope())
+        if not revoked and refreshing.is_set():
+            await anyio.sleep_forever()  # the early refresh gets no reply
+        refreshing.set()
+        return granted("t1")
+
+    async with http_for(token) as http:
+        tokens = manager(http, now)
+        assert await tokens.get() == "t1"
+        now[0] += 1799 - 30
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(tokens.get)  # starts the refresh, which hangs
+            await anyio.wait_all_tasks_blocked()
+            with anyio.fail_after(10):
+                await tokens.revoke()
+            tg.cancel_scope.cancel()
+    assert revoked == ["token=t1"]
+
+
 async def test_others_use_the_valid_token_while_it_is_refreshed() -> None:
     now = [1000.0]
     release = anyio.Event()

@@ -257,6 +257,40 @@ async def test_a_stricter_waiting_call_is_not_held_beyond_its_own_options() -> N
     assert sent == [0.1, 0.1, 1]  # the eager view's retries are the client's 1, not its 8
 
 
+async def test_a_waiting_call_is_judged_again_when_another_fetch_starts() -> None:
+    # the hasty call waits for a fetch under its own options; that fetch fails, and the patient
+    # call fetches again under looser ones (30 s): the hasty call must not wait that one out
+    release = anyio.Event()
+    sent: list[float] = []
+
+    async def token(request: httpx.Request) -> httpx.Response:
+        sent.append(request.extensions["timeout"]["read"])
+        if len(sent) == 1:
+            await release.wait()
+            raise httpx.ReadTimeout("no reply in time", request=request)
+        await anyio.sleep_forever()  # the patient call's fetch
+        raise AssertionError("unreachable")
+
+    results: Outcome = {}
+    async with client(token) as mc:
+        hasty = mc.with_options(timeout=0.05, max_retries=0)
+
+        async def last(tg: TaskGroup) -> None:  # covers the first fetch: waits for it
+            await outcome(results, "hasty", hasty)
+            tg.cancel_scope.cancel()  # the patient call's fetch would hang on
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(outcome, results, "first", hasty)
+                await anyio.wait_all_tasks_blocked()
+                tg.start_soon(outcome, results, "patient", mc)
+                tg.start_soon(last, tg)
+                await anyio.wait_all_tasks_blocked()
+                release.set()
+    assert isinstance(results["hasty"], APITimeoutError)
+    assert sent == [0.05, 30.0]
+
+
 async def test_concurrent_calls_of_a_view_share_one_token_request() -> None:
     release = anyio.Event()
     sent: list[int] = []

@@ -149,6 +149,11 @@ class _Failure:
         return not _retryable(self.error) or _covers(self.options, options)
 
 
+def _with_retries(options: Options, retries: int) -> Options:
+    """``options`` allowing ``retries`` retries."""
+    return Options(options.timeout, replace(options.policy, max_retries=retries))
+
+
 def _timed_out() -> APITimeoutError:
     """A token request gave up waiting (nothing was sent on the caller's behalf yet)."""
     return APITimeoutError("token request timed out", may_have_been_applied=False)
@@ -276,27 +281,44 @@ class TokenManager:
             self._lock.release()
 
     async def _wait_turn(self, mine: Options) -> None:
-        """Take the lock. A task whose options ``mine`` are stricter than those of the fetch in
-        flight waits about as long as its own fetch could take (:func:`_budget`), then raises;
-        another waits as long as that fetch runs (bounded by the client's options at most)."""
-        fetching = self._fetching
-        stricter = fetching is not None and not _covers(mine, fetching)
-        with anyio.move_on_after(_budget(mine) if stricter else math.inf) as waited:
-            await self._lock.acquire()
-        if waited.cancelled_caught:
-            raise APITimeoutError(
-                "token request timed out: another call's is still in flight",
-                may_have_been_applied=False,
-            )
+        """Take the lock, waiting about as long as this task's own fetch could take
+        (:func:`_budget`), and on, a budget at a time, while the fetch in flight is one that
+        ``mine`` cover (bounded no more loosely than this task's own would be); then raise.
+
+        Judged again at every budget's end: the fetch in flight may have changed meanwhile
+        (one that failed, then another task's under looser options)."""
+        budget = _budget(mine)
+        while True:
+            with anyio.move_on_after(budget):
+                await self._lock.acquire()
+                return
+            fetching = self._fetching
+            if self._closed:
+                raise _client_closed()
+            if fetching is None or not _covers(mine, fetching):
+                raise APITimeoutError(
+                    "token request timed out: another call's is still in flight",
+                    may_have_been_applied=False,
+                )
 
     async def _refresh(self, options: Options) -> str:
-        """Fetch a token under ``options`` (the lock is held), for every task that waits; an
-        early refresh makes one request, and after a failure the current token is kept."""
-        if self._alive():  # an early refresh: the current token serves meanwhile
-            options = Options(options.timeout, replace(options.policy, max_retries=0))
+        """Fetch a token under ``options`` (the lock is held), for every task that waits; after
+        a failure the current token is kept while valid.
+
+        An early refresh (the current token still valid) makes one request: the others use the
+        current token meanwhile, and a failure is tried again later. Should the token expire
+        before that request fails, this task needs one now: the fetch goes on with the rest of
+        its retries."""
+        early = self._alive()
         self._fetching = options
         try:
-            await self._obtain(options)
+            try:
+                await self._obtain(_with_retries(options, 0) if early else options)
+            except FalconError as exc:
+                retries = options.policy.max_retries - 1
+                if not early or self._alive() or retries < 0 or not _retryable(exc):
+                    raise
+                await self._obtain(_with_retries(options, retries))
         except FalconError as exc:
             return self._failed(exc, options)
         finally:  # also when cancelled: the next task waiting then fetches itself
@@ -427,16 +449,20 @@ class TokenManager:
 
     async def revoke(self) -> None:
         """Revoke the current token, for good (best effort: never raises; at most 5 s, even
-        when cancelled). A fetch in flight is waited for (a pause before a retry is cut short,
-        and no further token request is sent): the token it brings is revoked too."""
+        when cancelled). The current token is revoked at once; then a fetch in flight is waited
+        for (a pause before a retry is cut short, and no further token request is sent): the
+        token it brings is revoked too."""
         self._closed = True
         if self._pausing is not None:
             self._pausing.cancel()
         with anyio.move_on_after(5, shield=True):
-            async with self._lock:
-                token, self._token = self._token, None
-                if token is not None:
-                    await self._revoke(token, REVOKE_PATH)
+            # at once, not after a fetch in flight (an early refresh may hang): that fetch
+            # revokes the token it brings itself (see _store)
+            token, self._token = self._token, None
+            if token is not None:
+                await self._revoke(token, REVOKE_PATH)
+            async with self._lock:  # the fetch in flight is over
+                pass
 
     async def _revoke(self, token: SecretStr, url: str) -> None:
         """Revoke ``token`` at ``url`` (best effort: failures are logged at DEBUG, never raised;
