@@ -295,17 +295,14 @@ class Pipeline:
                 if self.http.is_closed:  # closed meanwhile (its doing, likely): no retry
                     raise _closed(op, applied) from None
                 rate_limited = failed.failure is Failure.RATE_LIMITED
-                retry = attempt < policy.max_retries and should_retry(
-                    failed.failure, idempotent=op.idempotent
-                )
-                if not (retry or rate_limited):
-                    raise failed.error from None
                 delay = policy.delay(attempt, retry_after=failed.retry_after, rng=self._rng)
                 if rate_limited:
                     # one client-wide deadline, set even by the call's last 429: every task of
                     # the client waits for it (this one on its next turn at the gate)
                     self.gate.block_for(delay)
-                if not retry:
+                if attempt >= policy.max_retries or not should_retry(
+                    failed.failure, idempotent=op.idempotent
+                ):
                     raise failed.error from None
                 logger.debug(
                     "%s: attempt %d failed (%s), retrying in %.2fs",
@@ -451,6 +448,7 @@ class Pipeline:
         trace_id = _trace_id(response, envelope.meta.trace_id if envelope is not None else None)
         detail = "; ".join(e.message for e in errors if e.message) or response.reason_phrase
         message = f"{op.id}: HTTP {status}: {detail}"
+        from_api = _from_api(response, body, envelope)
         cls = status_error_class(status)
         if status == 429:
             retry_after = parse_retry_after(response.headers)
@@ -461,7 +459,7 @@ class Pipeline:
                 trace_id=trace_id,
                 retry_after=retry_after,
             )
-            error._api_envelope = _from_api(response, body, envelope)
+            error._api_envelope = from_api
             return _Attempt(Failure.RATE_LIMITED, error, retry_after=retry_after)
         applied = status >= 500 and not op.idempotent
         error = cls(
@@ -471,7 +469,7 @@ class Pipeline:
             trace_id=trace_id,
             may_have_been_applied=applied,
         )
-        error._api_envelope = _from_api(response, body, envelope)
+        error._api_envelope = from_api
         if status < 500:
             raise error  # final: a 3xx/4xx is never retried
         return _Attempt(Failure.SERVER_ERROR, error)
